@@ -74,8 +74,11 @@ pub trait Dut: Send {
     /// Stops the DUT. Stopping a stopped DUT is not an error.
     async fn stop(&mut self) -> Result<(), BenchError>;
 
-    /// Performs an action through the device profile. Returns
-    /// [`BenchError::Unsupported`] if the profile does not define it.
+    /// Performs an action through the device profile: sends its line and, if the
+    /// profile says what to expect, waits for it (only output after the line
+    /// was sent counts). Returns [`BenchError::Unsupported`] if the profile does
+    /// not define it, and [`BenchError::ActionFailed`] if the DUT printed the
+    /// action's failure pattern.
     async fn act(&mut self, action: &DutAction) -> Result<(), BenchError>;
 
     /// Whether the profile defines an action.
@@ -83,8 +86,17 @@ pub trait Dut: Send {
 
     /// Waits until the console shows a line matching `pattern` (a plain substring),
     /// at most `timeout`. Returns the matching line.
-    async fn expect_console(&mut self, pattern: &str, timeout: Duration)
-    -> Result<String, BenchError>;
+    ///
+    /// The console is read like a stream with a cursor: the search starts after
+    /// the last line a previous expectation (or action) consumed, or after the
+    /// DUT's start, so a line printed just before the call is still found, and
+    /// each line is consumed once. A DUT that has exited fails the wait at once
+    /// ([`BenchError::NotRunning`] with its exit status), not at the timeout.
+    async fn expect_console(
+        &mut self,
+        pattern: &str,
+        timeout: Duration,
+    ) -> Result<String, BenchError>;
 
     /// The console log.
     fn console(&self) -> &dyn ConsoleLog;

@@ -1,1 +1,779 @@
-//! (being written)
+//! Bench files: where the rig runs, read from TOML and validated into [`Bench`].
+//!
+//! A bench file names its target (the DUT and how to start it), its network,
+//! its instruments and the features it offers. It is parsed into a spanned
+//! document and walked with [`crate::diag`], so every problem in the file (and
+//! in the device profile it names) is reported at once, each with
+//! `path:line:column`, the dotted field and what was expected. Relative paths
+//! in the file are relative to the file's directory. The schema, with examples,
+//! is in `hardware/README.md`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::diag::{Checker, Diagnostics, Item, SourceFile, TableReader};
+use crate::profile::{Profile, template};
+use crate::template::Template;
+
+/// Target kinds, as written in `target.kind`.
+pub const TARGET_KINDS: &[&str] = &["sim", "process", "probe-rs", "ssh"];
+/// Network kinds, as written in `network.kind`.
+pub const NETWORK_KINDS: &[&str] = &["loopback", "sim", "nic"];
+/// Power kinds, as written in `power.kind`.
+pub const POWER_KINDS: &[&str] = &["model", "ina219"];
+/// The prefix every serial console port must have (stable names only).
+pub const SERIAL_BY_ID: &str = "/dev/serial/by-id/";
+
+/// A validated bench.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bench {
+    /// The bench's name (`bench.name`).
+    pub name: String,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// What the bench is.
+    pub description: String,
+    /// The DUT and how to start it.
+    pub target: TargetSpec,
+    /// How the DUT reaches the services.
+    pub network: NetworkSpec,
+    /// The power instrument, if any.
+    pub power: Option<PowerSpec>,
+    /// Features the bench offers: declared in `bench.features` plus those its
+    /// target, network and instruments imply (`lwm2m`, `udp`, `console`,
+    /// `impair`, `power`).
+    pub features: BTreeSet<String>,
+    /// Time limits of the bench.
+    pub timeouts: Timeouts,
+}
+
+/// The target: what kind of DUT, its console and its device profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetSpec {
+    /// The kind and its settings.
+    pub kind: TargetKind,
+    /// A serial console, if the DUT's console is not its stdio.
+    pub console: Option<ConsoleSpec>,
+    /// The device profile (loaded and validated). `None` for a process DUT
+    /// without one: it can be started and stopped but has no actions.
+    pub profile: Option<Profile>,
+}
+
+/// Where the reference agent binary comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentLocation {
+    /// Search: `RIG_AGENT`, next to the current executable, then `PATH`.
+    Auto,
+    /// This file.
+    Path(PathBuf),
+}
+
+/// Target kinds and their settings.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetKind {
+    /// The reference agent, spawned on this host.
+    Sim {
+        /// Where the binary is.
+        agent: AgentLocation,
+        /// Extra arguments after the ones the rig passes.
+        args: Vec<Template>,
+    },
+    /// Any program, spawned on this host.
+    Process {
+        /// Program and arguments, with placeholders.
+        command: Vec<Template>,
+        /// Working directory (default: the bench file's directory).
+        cwd: Option<PathBuf>,
+        /// Extra environment, values with placeholders.
+        env: BTreeMap<String, Template>,
+    },
+    /// A board flashed through a debug probe.
+    ProbeRs {
+        /// probe-rs chip name, e.g. `nRF52840_xxAA`.
+        chip: String,
+        /// `VID:PID[:serial]` of the probe, if more than one may be attached.
+        probe: Option<String>,
+        /// The firmware image (ELF, HEX or BIN).
+        firmware: PathBuf,
+    },
+    /// A Linux board reached over SSH.
+    Ssh {
+        /// Host name or address.
+        host: String,
+        /// User name.
+        user: Option<String>,
+        /// Private key file.
+        key: Option<PathBuf>,
+        /// The command to run there, with placeholders.
+        command: Vec<Template>,
+    },
+}
+
+impl TargetKind {
+    /// The kind as written in the file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TargetKind::Sim { .. } => "sim",
+            TargetKind::Process { .. } => "process",
+            TargetKind::ProbeRs { .. } => "probe-rs",
+            TargetKind::Ssh { .. } => "ssh",
+        }
+    }
+}
+
+/// A serial console.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSpec {
+    /// A stable `/dev/serial/by-id/...` path.
+    pub port: PathBuf,
+    /// Baud rate.
+    pub baud: u32,
+}
+
+/// How the DUT reaches the services.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkSpec {
+    /// Over the host's loopback (functional cases only: nothing is measured).
+    Loopback,
+    /// A simulated link between network namespaces, bridged by the rig.
+    Sim {
+        /// Whether the link may be impaired (cut, loss, delay...).
+        impair: bool,
+    },
+    /// A dedicated NIC the DUT sits on.
+    Nic {
+        /// The interface, e.g. `eth1`.
+        interface: String,
+        /// Whether the rig bridges (and may impair) rather than only captures.
+        impair: bool,
+    },
+}
+
+impl NetworkSpec {
+    /// The kind as written in the file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NetworkSpec::Loopback => "loopback",
+            NetworkSpec::Sim { .. } => "sim",
+            NetworkSpec::Nic { .. } => "nic",
+        }
+    }
+}
+
+/// The power instrument.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PowerSpec {
+    /// An energy model of the radio and CPU (simulated INA219 registers).
+    Model {
+        /// The model's profile, e.g. `lte-m`.
+        profile: String,
+    },
+    /// A real INA219 on an I2C bus.
+    Ina219 {
+        /// The I2C device, e.g. `/dev/i2c-1`.
+        bus: PathBuf,
+        /// 7-bit I2C address (0x40-0x4F).
+        address: u8,
+        /// Shunt resistance in ohms.
+        shunt_ohms: f64,
+    },
+}
+
+/// Time limits of a bench.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timeouts {
+    /// How long the DUT may take to start and show `ready` (default 10 s).
+    pub start: Duration,
+    /// Multiplies every case timeout on this bench (default 1; slow boards > 1).
+    pub case_scale: f64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            start: Duration::from_secs(10),
+            case_scale: 1.0,
+        }
+    }
+}
+
+impl Bench {
+    /// Reads and validates a bench file (and the device profile it names).
+    pub fn load(path: &Path) -> Result<Self, Diagnostics> {
+        let src = SourceFile::read(path)?;
+        Self::parse(&src)
+    }
+
+    /// Validates bench text. Relative paths are resolved against the
+    /// directory of `src.path()`.
+    pub fn parse(src: &SourceFile) -> Result<Self, Diagnostics> {
+        let doc = src.parse()?;
+        let dir = src
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut cx = Checker::new(src);
+        let mut root = cx.root(&doc);
+
+        let mut name = None;
+        let mut description = String::new();
+        let mut declared = BTreeSet::new();
+        if let Some(mut t) = root
+            .required(&mut cx, "bench", "a table with at least `name`")
+            .and_then(|i| i.table(&mut cx))
+        {
+            name = t
+                .required(&mut cx, "name", "the bench's name")
+                .and_then(|i| i.non_empty_str(&mut cx));
+            if let Some(d) = t.get("description").and_then(|i| i.str(&mut cx)) {
+                description = d.to_string();
+            }
+            if let Some(list) = t.get("features").and_then(|i| i.str_array(&mut cx)) {
+                for f in list {
+                    if valid_feature(f.get_ref()) {
+                        declared.insert(f.into_inner());
+                    } else {
+                        cx.error(
+                            f.span(),
+                            "bench.features",
+                            format!(
+                                "feature `{}` must be lower-case letters, digits and `-`",
+                                f.get_ref()
+                            ),
+                        );
+                    }
+                }
+            }
+            t.finish(&mut cx);
+        }
+
+        let target = root
+            .required(&mut cx, "target", "the DUT: a table with `kind`")
+            .and_then(|i| i.table(&mut cx))
+            .and_then(|t| target(&mut cx, t, &dir));
+
+        let network = match root.get("network").and_then(|i| i.table(&mut cx)) {
+            Some(t) => network(&mut cx, t),
+            None => Some(NetworkSpec::Loopback),
+        };
+
+        let power = match root.get("power") {
+            Some(i) => i.table(&mut cx).and_then(|t| power(&mut cx, t)).map(Some),
+            None => Some(None),
+        };
+
+        let mut timeouts = Timeouts::default();
+        if let Some(mut t) = root.get("timeouts").and_then(|i| i.table(&mut cx)) {
+            if let Some(s) = t
+                .get("start_s")
+                .and_then(|i| i.number(&mut cx, 0.0, 3600.0))
+            {
+                timeouts.start = Duration::from_secs_f64(s);
+            }
+            if let Some(s) = t
+                .get("case_scale")
+                .and_then(|i| i.number(&mut cx, 0.0, 1000.0))
+            {
+                timeouts.case_scale = s;
+            }
+            t.finish(&mut cx);
+        }
+        root.finish(&mut cx);
+
+        let bench = (|| {
+            let target = target?;
+            let network = network?;
+            let power = power?;
+            let mut features = declared;
+            features.insert("lwm2m".into());
+            features.insert("udp".into());
+            if target.profile.is_some() || matches!(target.kind, TargetKind::Sim { .. }) {
+                features.insert("console".into());
+            }
+            if matches!(
+                network,
+                NetworkSpec::Sim { impair: true } | NetworkSpec::Nic { impair: true, .. }
+            ) {
+                features.insert("impair".into());
+            }
+            if power.is_some() {
+                features.insert("power".into());
+            }
+            Some(Bench {
+                name: name?.to_string(),
+                path: src.path().to_path_buf(),
+                description,
+                target,
+                network,
+                power,
+                features,
+                timeouts,
+            })
+        })();
+        let mut result = cx.into_result(bench);
+        if let Err(d) = &mut result {
+            crate::diag::sort(d);
+        }
+        result
+    }
+}
+
+fn valid_feature(f: &str) -> bool {
+    !f.is_empty()
+        && f.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Keys of `[target]` and the kinds they belong to.
+const TARGET_KEYS: &[(&str, &[&str])] = &[
+    ("agent", &["sim"]),
+    ("args", &["sim"]),
+    ("command", &["process", "ssh"]),
+    ("cwd", &["process"]),
+    ("env", &["process"]),
+    ("profile", &["sim", "process", "probe-rs", "ssh"]),
+    ("console", &["process", "probe-rs", "ssh"]),
+    ("chip", &["probe-rs"]),
+    ("probe", &["probe-rs"]),
+    ("firmware", &["probe-rs"]),
+    ("host", &["ssh"]),
+    ("user", &["ssh"]),
+    ("key", &["ssh"]),
+];
+
+fn target(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>, dir: &Path) -> Option<TargetSpec> {
+    let kind = t
+        .required(
+            cx,
+            "kind",
+            "one of \"sim\", \"process\", \"probe-rs\", \"ssh\"",
+        )
+        .and_then(|i| i.one_of(cx, TARGET_KINDS));
+    let Some(kind) = kind else {
+        // Without a kind the other keys cannot be judged; still report unknown ones.
+        t.allow(&TARGET_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+        t.finish(cx);
+        return None;
+    };
+    for (key, kinds) in TARGET_KEYS {
+        if !kinds.contains(&kind) {
+            let list = kinds
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            t.reject(
+                cx,
+                key,
+                &format!("it applies to kind = {list}, not \"{kind}\""),
+            );
+        }
+    }
+
+    let profile = match t.get("profile") {
+        Some(i) => match i.non_empty_str(cx) {
+            Some(p) => load_profile(cx, &i, dir, p).map(Some),
+            None => None,
+        },
+        None if kind == "sim" => Some(Some(Profile::rig_agent())),
+        None => Some(None),
+    };
+
+    let console = match t.get("console") {
+        Some(i) => i.table(cx).and_then(|c| console(cx, c)).map(Some),
+        None => Some(None),
+    };
+
+    let spec = match kind {
+        "sim" => {
+            let agent = match t.get("agent") {
+                Some(i) => i.non_empty_str(cx).map(|s| {
+                    if s == "auto" {
+                        AgentLocation::Auto
+                    } else {
+                        AgentLocation::Path(dir.join(s))
+                    }
+                }),
+                None => Some(AgentLocation::Auto),
+            };
+            let args = match t.get("args") {
+                Some(i) => templates(cx, &i),
+                None => Some(Vec::new()),
+            };
+            Some(TargetKind::Sim {
+                agent: agent?,
+                args: args?,
+            })
+        }
+        "process" => {
+            let command = t
+                .required(
+                    cx,
+                    "command",
+                    "the program and its arguments, e.g. [\"./client\", \"{server_uri}\"]",
+                )
+                .and_then(|i| non_empty_templates(cx, &i));
+            let cwd = match t.get("cwd") {
+                Some(i) => i.non_empty_str(cx).map(|s| Some(dir.join(s))),
+                None => Some(None),
+            };
+            let env = match t.get("env") {
+                Some(i) => env(cx, &i),
+                None => Some(BTreeMap::new()),
+            };
+            Some(TargetKind::Process {
+                command: command?,
+                cwd: cwd?,
+                env: env?,
+            })
+        }
+        "probe-rs" => {
+            let chip = t
+                .required(cx, "chip", "the probe-rs chip name, e.g. \"nRF52840_xxAA\"")
+                .and_then(|i| i.non_empty_str(cx));
+            let probe = match t.get("probe") {
+                Some(i) => i
+                    .non_empty_str(cx)
+                    .and_then(|p| probe_selector(cx, &i, p))
+                    .map(Some),
+                None => Some(None),
+            };
+            let firmware = t
+                .required(cx, "firmware", "the image to flash (ELF, HEX or BIN)")
+                .and_then(|i| i.non_empty_str(cx))
+                .map(|s| dir.join(s));
+            Some(TargetKind::ProbeRs {
+                chip: chip?.to_string(),
+                probe: probe?,
+                firmware: firmware?,
+            })
+        }
+        _ => {
+            let host = t
+                .required(cx, "host", "the host name or address")
+                .and_then(|i| i.non_empty_str(cx));
+            let user = match t.get("user") {
+                Some(i) => i.non_empty_str(cx).map(|s| Some(s.to_string())),
+                None => Some(None),
+            };
+            let key = match t.get("key") {
+                Some(i) => i.non_empty_str(cx).map(|s| Some(dir.join(s))),
+                None => Some(None),
+            };
+            let command = t
+                .required(
+                    cx,
+                    "command",
+                    "the program to run on the host, with its arguments",
+                )
+                .and_then(|i| non_empty_templates(cx, &i));
+            Some(TargetKind::Ssh {
+                host: host?.to_string(),
+                user: user?,
+                key: key?,
+                command: command?,
+            })
+        }
+    };
+    t.finish(cx);
+    Some(TargetSpec {
+        kind: spec?,
+        console: console?,
+        profile: profile?,
+    })
+}
+
+fn load_profile(
+    cx: &mut Checker<'_>,
+    item: &Item<'_, '_>,
+    dir: &Path,
+    rel: &str,
+) -> Option<Profile> {
+    let path = dir.join(rel);
+    if !path.is_file() {
+        cx.error_help(
+            item.span(),
+            &item.field,
+            format!("profile file `{rel}` not found (looked at {})", path.display()),
+            "profile paths are relative to the bench file's directory, e.g. \"profiles/rig-agent.toml\"",
+        );
+        return None;
+    }
+    match Profile::load(&path) {
+        Ok(p) => Some(p),
+        Err(d) => {
+            cx.error(
+                item.span(),
+                &item.field,
+                format!("profile `{rel}` is invalid (problems listed below)"),
+            );
+            cx.extend(d);
+            None
+        }
+    }
+}
+
+fn templates(cx: &mut Checker<'_>, item: &Item<'_, '_>) -> Option<Vec<Template>> {
+    let list = item.str_array(cx)?;
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (n, s) in list.iter().enumerate() {
+        match Template::parse(s.get_ref(), false) {
+            Ok(t) => out.push(t),
+            Err(e) => {
+                ok = false;
+                let field = format!("{}[{n}]", item.field);
+                crate::profile::report_template_error(cx, s.span(), &field, s.get_ref(), &e);
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+fn non_empty_templates(cx: &mut Checker<'_>, item: &Item<'_, '_>) -> Option<Vec<Template>> {
+    let list = templates(cx, item)?;
+    if list.first().is_none_or(|t| t.as_str().trim().is_empty()) {
+        cx.error(
+            item.span(),
+            &item.field,
+            "must name a program: a non-empty first element",
+        );
+        return None;
+    }
+    Some(list)
+}
+
+fn env(cx: &mut Checker<'_>, item: &Item<'_, '_>) -> Option<BTreeMap<String, Template>> {
+    let t = item.table(cx)?;
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (k, v) in t.entries() {
+        match template(cx, &v, false) {
+            Some(tpl) => {
+                out.insert(k, tpl);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn probe_selector(cx: &mut Checker<'_>, item: &Item<'_, '_>, p: &str) -> Option<String> {
+    let parts: Vec<&str> = p.split(':').collect();
+    let hex4 = |s: &str| s.len() == 4 && s.chars().all(|c| c.is_ascii_hexdigit());
+    if parts.len() >= 2 && parts.len() <= 3 && hex4(parts[0]) && hex4(parts[1]) {
+        return Some(p.to_string());
+    }
+    cx.error_help(
+        item.span(),
+        &item.field,
+        format!("expected VID:PID[:serial] with 4-digit hex ids, found \"{p}\""),
+        "e.g. \"1366:1015:000683\"; `probe-rs list` shows attached probes",
+    );
+    None
+}
+
+fn console(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<ConsoleSpec> {
+    let port = t
+        .required(cx, "port", "a /dev/serial/by-id/... path")
+        .and_then(|i| {
+            let s = i.non_empty_str(cx)?;
+            if s.starts_with(SERIAL_BY_ID) && s.len() > SERIAL_BY_ID.len() {
+                Some(PathBuf::from(s))
+            } else {
+                cx.error_help(
+                    i.span(),
+                    &i.field,
+                    format!("expected a stable path under {SERIAL_BY_ID}, found \"{s}\""),
+                    "names like /dev/ttyACM0 change between boots; `ls -l /dev/serial/by-id/` lists the stable ones",
+                );
+                None
+            }
+        });
+    let baud = match t.get("baud") {
+        Some(i) => i
+            .int(cx, 300..=4_000_000)
+            .and_then(|b| u32::try_from(b).ok()),
+        None => Some(115_200),
+    };
+    t.finish(cx);
+    Some(ConsoleSpec {
+        port: port?,
+        baud: baud?,
+    })
+}
+
+fn network(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<NetworkSpec> {
+    let kind = t
+        .required(cx, "kind", "one of \"loopback\", \"sim\", \"nic\"")
+        .and_then(|i| i.one_of(cx, NETWORK_KINDS));
+    let impair_item = t.get("impair");
+    let impair = match &impair_item {
+        Some(i) => i.bool(cx),
+        None => Some(false),
+    };
+    let out = match kind {
+        Some("loopback") => {
+            t.reject(cx, "interface", "it applies to kind = \"nic\" only");
+            if let (Some(i), Some(true)) = (&impair_item, impair) {
+                cx.error(
+                    i.span(),
+                    &i.field,
+                    "a loopback network cannot be impaired; use kind = \"sim\"",
+                );
+                None
+            } else {
+                Some(NetworkSpec::Loopback)
+            }
+        }
+        Some("sim") => {
+            t.reject(cx, "interface", "it applies to kind = \"nic\" only");
+            impair.map(|impair| NetworkSpec::Sim { impair })
+        }
+        Some(_) => {
+            let interface = t
+                .required(cx, "interface", "the NIC the DUT is on, e.g. \"eth1\"")
+                .and_then(|i| i.non_empty_str(cx));
+            match (interface, impair) {
+                (Some(i), Some(impair)) => Some(NetworkSpec::Nic {
+                    interface: i.to_string(),
+                    impair,
+                }),
+                _ => None,
+            }
+        }
+        None => {
+            t.allow(&["interface"]);
+            None
+        }
+    };
+    t.finish(cx);
+    out
+}
+
+fn power(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<PowerSpec> {
+    let kind = t
+        .required(cx, "kind", "one of \"model\", \"ina219\"")
+        .and_then(|i| i.one_of(cx, POWER_KINDS));
+    let out = match kind {
+        Some("model") => {
+            for k in ["bus", "address", "shunt_ohms"] {
+                t.reject(cx, k, "it applies to kind = \"ina219\" only");
+            }
+            t.required(cx, "profile", "the energy model, e.g. \"lte-m\"")
+                .and_then(|i| i.non_empty_str(cx))
+                .map(|p| PowerSpec::Model {
+                    profile: p.to_string(),
+                })
+        }
+        Some(_) => {
+            t.reject(cx, "profile", "it applies to kind = \"model\" only");
+            let bus = t
+                .required(cx, "bus", "the I2C device, e.g. \"/dev/i2c-1\"")
+                .and_then(|i| i.non_empty_str(cx))
+                .map(PathBuf::from);
+            let address = t
+                .required(cx, "address", "the 7-bit I2C address, 0x40 to 0x4F")
+                .and_then(|i| i.int(cx, 0x40..=0x4F))
+                .and_then(|a| u8::try_from(a).ok());
+            let shunt = t
+                .required(cx, "shunt_ohms", "the shunt resistance, e.g. 0.1")
+                .and_then(|i| i.number(cx, 0.0, 100.0));
+            match (bus, address, shunt) {
+                (Some(bus), Some(address), Some(shunt_ohms)) => Some(PowerSpec::Ina219 {
+                    bus,
+                    address,
+                    shunt_ohms,
+                }),
+                _ => None,
+            }
+        }
+        None => {
+            t.allow(&["profile", "bus", "address", "shunt_ohms"]);
+            None
+        }
+    };
+    t.finish(cx);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Bench, Diagnostics> {
+        Bench::parse(&SourceFile::new("b.toml", text))
+    }
+
+    #[test]
+    fn a_minimal_sim_bench_gets_defaults_and_derived_features() {
+        let b = parse("[bench]\nname = \"x\"\n[target]\nkind = \"sim\"\n").unwrap();
+        assert_eq!(b.network, NetworkSpec::Loopback);
+        assert_eq!(
+            b.target.kind,
+            TargetKind::Sim {
+                agent: AgentLocation::Auto,
+                args: vec![]
+            }
+        );
+        assert_eq!(
+            b.target.profile.as_ref().map(|p| p.name.as_str()),
+            Some("rig-agent")
+        );
+        let f: Vec<&str> = b.features.iter().map(String::as_str).collect();
+        assert_eq!(f, ["console", "lwm2m", "udp"]);
+        assert_eq!(b.timeouts, Timeouts::default());
+    }
+
+    #[test]
+    fn impair_and_power_are_derived() {
+        let b = parse(
+            "[bench]\nname = \"x\"\nfeatures = [\"dtls-psk\"]\n[target]\nkind = \"sim\"\n\
+             [network]\nkind = \"sim\"\nimpair = true\n\
+             [power]\nkind = \"ina219\"\nbus = \"/dev/i2c-1\"\naddress = 0x40\nshunt_ohms = 0.1\n",
+        )
+        .unwrap();
+        for f in ["impair", "power", "dtls-psk"] {
+            assert!(b.features.contains(f), "{f}");
+        }
+        assert_eq!(
+            b.power,
+            Some(PowerSpec::Ina219 {
+                bus: "/dev/i2c-1".into(),
+                address: 0x40,
+                shunt_ohms: 0.1
+            })
+        );
+    }
+
+    #[test]
+    fn keys_of_another_kind_are_rejected_with_the_reason() {
+        let e = parse("[bench]\nname = \"x\"\n[target]\nkind = \"sim\"\ncommand = [\"a\"]\n")
+            .unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(
+            e.0[0]
+                .message
+                .contains("applies to kind = \"process\" or \"ssh\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn process_command_placeholders_are_parsed() {
+        let b = parse(
+            "[bench]\nname = \"x\"\n[target]\nkind = \"process\"\n\
+             command = [\"client\", \"-s\", \"{server_uri}\", \"-e\", \"{endpoint}\"]\nenv = { EP = \"{endpoint}\" }\n",
+        )
+        .unwrap();
+        let TargetKind::Process { command, env, .. } = &b.target.kind else {
+            panic!()
+        };
+        assert_eq!(command.len(), 5);
+        assert_eq!(env["EP"].as_str(), "{endpoint}");
+        assert!(b.target.profile.is_none());
+        assert!(!b.features.contains("console"));
+    }
+}

@@ -1,1 +1,682 @@
-//! (being written)
+//! Targets: turning a bench's `[target]` into a running [`Dut`].
+//!
+//! [`open`] picks the implementation. Both kinds that run today are a
+//! [`ProcessDut`]: `process` spawns the bench's command, `sim` spawns the
+//! reference agent `rig-agent` (found by [`find_agent`]) with the rig-agent
+//! device profile. `probe-rs` and `ssh` benches are validated when loaded but
+//! [`open`] says they are not supported yet on this build.
+//!
+//! A `ProcessDut` runs its program in its own process group, so stopping it
+//! reaches every process the program started: the profile's `stop` line first
+//! (if any), then SIGTERM to the group, then SIGKILL, each bounded. stdout and
+//! stderr are captured line by line into the [`Console`] (`console/dut.log` in
+//! the evidence folder), and a task waits for the exit so that a DUT that dies
+//! is noticed at once: its status is logged and every wait on its console
+//! fails with that status instead of running into its timeout.
+//!
+//! The library never creates a tokio runtime; `start` must be called inside
+//! one (the CLI owns it).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, Command};
+use tokio::time::Instant;
+
+use crate::BenchError;
+use crate::console::{Console, Stream};
+use crate::dut::{ConsoleLog, Dut, DutAction, DutConfig};
+use crate::file::{AgentLocation, Bench, TargetKind};
+use crate::profile::{Profile, action_args, action_name};
+use crate::template::{self, Template};
+
+/// The console log's place in the evidence folder.
+pub const CONSOLE_LOG: &str = "console/dut.log";
+
+/// Opens the bench's target as a DUT whose console is captured into
+/// `evidence_dir/console/dut.log`. Nothing is started yet: call [`Dut::start`].
+pub fn open(bench: &Bench, evidence_dir: &Path) -> Result<Box<dyn Dut>, BenchError> {
+    if let Some(console) = &bench.target.console {
+        return Err(BenchError::NotSupported {
+            what: format!(
+                "the serial console {} (target.console)",
+                console.port.display()
+            ),
+        });
+    }
+    // `sim.toml` has the parent `` (empty), which is no directory to run in.
+    let bench_dir = bench
+        .path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let log = evidence_dir.join(CONSOLE_LOG);
+    match &bench.target.kind {
+        TargetKind::Sim { agent, args } => {
+            let agent = find_agent(agent)?;
+            let mut command = vec![Template::literal(&agent.display().to_string())];
+            command.extend(args.iter().cloned());
+            let spec = ProcessSpec {
+                command,
+                cwd: bench_dir,
+                env: BTreeMap::new(),
+                agent_args: true,
+            };
+            let profile = bench
+                .target
+                .profile
+                .clone()
+                .unwrap_or_else(Profile::rig_agent);
+            Ok(Box::new(ProcessDut::new(
+                spec,
+                Some(profile),
+                bench.timeouts.start,
+                Some(&log),
+            )?))
+        }
+        TargetKind::Process { command, cwd, env } => {
+            let spec = ProcessSpec {
+                command: command.clone(),
+                cwd: cwd.clone().unwrap_or(bench_dir),
+                env: env.clone(),
+                agent_args: false,
+            };
+            Ok(Box::new(ProcessDut::new(
+                spec,
+                bench.target.profile.clone(),
+                bench.timeouts.start,
+                Some(&log),
+            )?))
+        }
+        other => Err(BenchError::NotSupported {
+            what: format!("target kind \"{}\"", other.as_str()),
+        }),
+    }
+}
+
+/// Finds the reference agent binary: the bench's `agent` path, else env
+/// `RIG_AGENT`, else next to the current executable (and its parent, for test
+/// binaries in `target/debug/deps`), else `PATH`.
+pub fn find_agent(location: &AgentLocation) -> Result<PathBuf, BenchError> {
+    let mut looked = Vec::new();
+    if let AgentLocation::Path(p) = location {
+        if p.is_file() {
+            return Ok(p.clone());
+        }
+        looked.push(p.clone());
+        return Err(BenchError::AgentNotFound { looked });
+    }
+    if let Some(p) = std::env::var_os("RIG_AGENT") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        looked.push(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dir = exe.parent().map(Path::to_path_buf);
+        for _ in 0..2 {
+            let Some(d) = dir else { break };
+            let candidate = d.join("rig-agent");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            looked.push(candidate);
+            dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+    match which("rig-agent") {
+        Some(p) => Ok(p),
+        None => {
+            looked.push(PathBuf::from("$PATH"));
+            Err(BenchError::AgentNotFound { looked })
+        }
+    }
+}
+
+/// Finds a program on `PATH` (or checks a path that contains a `/`).
+pub fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// What to spawn.
+#[derive(Clone, Debug)]
+pub struct ProcessSpec {
+    /// Program and arguments, with placeholders.
+    pub command: Vec<Template>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// Extra environment.
+    pub env: BTreeMap<String, Template>,
+    /// Whether to add the reference agent's provisioning options
+    /// (`--server`, `--endpoint`, `--lifetime`, `--time-scale`, ...).
+    pub agent_args: bool,
+}
+
+/// A DUT that is a process on this host.
+pub struct ProcessDut {
+    spec: ProcessSpec,
+    profile: Option<Profile>,
+    start_timeout: Duration,
+    console: Arc<Console>,
+    stdin: Option<ChildStdin>,
+    pgid: Option<Pid>,
+    waiter: Option<tokio::task::JoinHandle<()>>,
+    /// Index of the first console line not yet consumed by an expectation.
+    cursor: usize,
+    values: BTreeMap<String, String>,
+    argv: Vec<String>,
+    /// The program file that was started, and its SHA-256 (the "firmware hash"
+    /// of a process DUT), computed once per program.
+    program: Option<(PathBuf, String)>,
+}
+
+impl std::fmt::Debug for ProcessDut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessDut")
+            .field("argv", &self.argv)
+            .field("pgid", &self.pgid)
+            .finish_non_exhaustive()
+    }
+}
+
+const SIGTERM_GRACE: Duration = Duration::from_secs(3);
+const SIGKILL_WAIT: Duration = Duration::from_secs(5);
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+
+impl ProcessDut {
+    /// A process DUT; `log` is the console log file (None: memory only).
+    pub fn new(
+        spec: ProcessSpec,
+        profile: Option<Profile>,
+        start_timeout: Duration,
+        log: Option<&Path>,
+    ) -> Result<Self, BenchError> {
+        let mut dut = Self {
+            spec,
+            profile,
+            start_timeout,
+            console: Arc::new(Console::new(log)?),
+            stdin: None,
+            pgid: None,
+            waiter: None,
+            cursor: 0,
+            values: BTreeMap::new(),
+            argv: Vec::new(),
+            program: None,
+        };
+        // A program named without placeholders is known before the start, so
+        // the report's identity (taken before the first case) has its hash.
+        if let Some(first) = dut.spec.command.first()
+            && let Ok(program) = first.render(&BTreeMap::new(), &[])
+        {
+            dut.identify_program(&program);
+        }
+        Ok(dut)
+    }
+
+    /// The captured console (also as [`Dut::console`]).
+    pub fn console_handle(&self) -> Arc<Console> {
+        self.console.clone()
+    }
+
+    fn render_argv(&self, config: &DutConfig) -> Result<Vec<String>, BenchError> {
+        let mut argv = Vec::new();
+        for t in &self.spec.command {
+            argv.push(t.render(&self.values, &[]).map_err(BenchError::Template)?);
+        }
+        if self.spec.agent_args {
+            // The reference agent's CLI (firmware/agent/README.md). Bench `args`
+            // come first in `command`; clap takes options in any order.
+            let mut extra = vec![
+                "--server".to_string(),
+                config.server_uri.clone(),
+                "--endpoint".into(),
+                config.endpoint.clone(),
+                "--lifetime".into(),
+                config.lifetime_s.to_string(),
+                "--time-scale".into(),
+                config.time_scale.to_string(),
+                "--ssid".into(),
+                config.ssid.to_string(),
+                "--binding".into(),
+                config.binding.clone(),
+            ];
+            if let Some(p) = config.default_pmin_s {
+                extra.extend(["--pmin".to_string(), p.to_string()]);
+            }
+            if let Some(p) = config.default_pmax_s {
+                extra.extend(["--pmax".to_string(), p.to_string()]);
+            }
+            argv.extend(extra);
+        }
+        Ok(argv)
+    }
+
+    /// Finds the program file (as `Command` would) and hashes it, once per program.
+    fn identify_program(&mut self, program: &str) {
+        let path = if program.contains('/') {
+            Some(self.spec.cwd.join(program))
+        } else {
+            which(program)
+        };
+        let Some(path) = path else { return };
+        if self.program.as_ref().is_some_and(|(p, _)| *p == path) {
+            return;
+        }
+        // Identity is informative: an unreadable program only leaves it out.
+        if let Ok(bytes) = std::fs::read(&path) {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(&bytes);
+            let hex = digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>();
+            self.program = Some((path, hex));
+        }
+    }
+
+    async fn send_line(&mut self, line: &str) -> Result<(), BenchError> {
+        let ending = self
+            .profile
+            .as_ref()
+            .map_or("\n", |p| p.line_ending.as_str());
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(BenchError::NotRunning(self.not_running_reason()));
+        };
+        self.console.push(Stream::Rig, &format!("sent: {line}"));
+        let data = format!("{line}{ending}");
+        let r = async {
+            stdin.write_all(data.as_bytes()).await?;
+            stdin.flush().await
+        }
+        .await;
+        r.map_err(|source| BenchError::Io {
+            what: format!("cannot write `{line}` to the DUT's stdin"),
+            source,
+        })
+    }
+
+    fn not_running_reason(&self) -> String {
+        match self.console.exit_note() {
+            Some(how) => match self.console.last_dut_line() {
+                Some(last) => format!("{how} (last line: `{last}`)"),
+                None => how,
+            },
+            None => "it was not started".to_string(),
+        }
+    }
+
+    fn match_stderr(&self) -> bool {
+        self.profile.as_ref().is_none_or(|p| p.match_stderr)
+    }
+
+    /// Waits for a console line containing `pattern`, from the cursor on,
+    /// consuming lines up to the match. A line containing `fail` first ends
+    /// the wait with [`BenchError::ActionFailed`].
+    async fn wait_for(
+        &mut self,
+        pattern: &str,
+        fail: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> Result<String, BenchError> {
+        let deadline = Instant::now() + timeout;
+        let mut rx = self.console.subscribe();
+        let stderr_too = self.match_stderr();
+        let mut expired = false;
+        loop {
+            rx.borrow_and_update();
+            let lines = self.console.lines_from(self.cursor);
+            for (i, line) in lines.iter().enumerate() {
+                let eligible = match line.stream {
+                    Stream::Stdout => true,
+                    Stream::Stderr => stderr_too,
+                    Stream::Rig => false,
+                };
+                if !eligible {
+                    continue;
+                }
+                if let Some((action, f)) = fail
+                    && line.text.contains(f)
+                {
+                    self.cursor += i + 1;
+                    return Err(BenchError::ActionFailed {
+                        action: action.to_string(),
+                        line: line.text.clone(),
+                    });
+                }
+                if line.text.contains(pattern) {
+                    self.cursor += i + 1;
+                    return Ok(line.text.clone());
+                }
+            }
+            self.cursor += lines.len();
+            if !self.console.is_running() {
+                return Err(BenchError::NotRunning(format!(
+                    "waiting for `{pattern}`: {}",
+                    self.not_running_reason()
+                )));
+            }
+            if expired {
+                return Err(BenchError::ConsoleTimeout {
+                    pattern: pattern.to_string(),
+                    timeout,
+                    last_line: self.console.last_dut_line(),
+                });
+            }
+            // The sender lives in the console we hold, so `changed` cannot fail;
+            // if it did, treat it like the deadline rather than spin.
+            if !matches!(
+                tokio::time::timeout_at(deadline, rx.changed()).await,
+                Ok(Ok(()))
+            ) {
+                // One last look at lines that came with the deadline.
+                expired = true;
+            }
+        }
+    }
+
+    async fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let mut rx = self.console.subscribe();
+        loop {
+            rx.borrow_and_update();
+            if !self.console.is_running() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return !self.console.is_running();
+            }
+        }
+    }
+
+    fn signal(&self, sig: Signal) {
+        if let Some(pgid) = self.pgid {
+            // ESRCH (group already gone) is the outcome we want anyway.
+            let _ = killpg(pgid, sig);
+        }
+    }
+}
+
+fn spawn_reader<R>(console: Arc<Console>, stream: Stream, reader: R) -> tokio::task::JoinHandle<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(reader);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&buf);
+                    console.push(stream, text.trim_end_matches(['\n', '\r']));
+                }
+            }
+        }
+    })
+}
+
+#[async_trait]
+impl Dut for ProcessDut {
+    async fn start(&mut self, config: &DutConfig) -> Result<(), BenchError> {
+        self.stop().await?;
+        self.values = template::values(config);
+        let argv = self.render_argv(config)?;
+        let Some((program, args)) = argv.split_first() else {
+            return Err(BenchError::Template("the DUT command is empty".into()));
+        };
+        self.identify_program(program);
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(&self.spec.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        for (k, v) in &self.spec.env {
+            cmd.env(
+                k,
+                v.render(&self.values, &[]).map_err(BenchError::Template)?,
+            );
+        }
+        let mut child = cmd.spawn().map_err(|source| BenchError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let pid = child.id().and_then(|p| i32::try_from(p).ok());
+        self.pgid = pid.map(Pid::from_raw);
+        self.argv = argv.clone();
+        self.cursor = self.console.len();
+        self.console.started(&format!(
+            "started (pid {}): {}",
+            pid.unwrap_or(-1),
+            argv.join(" ")
+        ));
+        self.stdin = child.stdin.take();
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(spawn_reader(self.console.clone(), Stream::Stdout, out));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(spawn_reader(self.console.clone(), Stream::Stderr, err));
+        }
+        let console = self.console.clone();
+        self.waiter = Some(tokio::spawn(async move {
+            let status = child.wait().await;
+            // Let the readers drain what the process wrote before it exited;
+            // a grandchild holding the pipes open must not hold us up.
+            for r in readers {
+                let _ = tokio::time::timeout(DRAIN_WAIT, r).await;
+            }
+            let how = match status {
+                Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                    (Some(code), _) => format!("exited with status {code}"),
+                    (None, Some(sig)) => format!("killed by signal {sig}"),
+                    _ => format!("exited ({s})"),
+                },
+                Err(e) => format!("lost track of the process: {e}"),
+            };
+            console.exited(&how);
+        }));
+
+        let Some(profile) = self.profile.clone() else {
+            return Ok(());
+        };
+        if let Some(start) = &profile.start {
+            let line = start
+                .render(&self.values, &[])
+                .map_err(BenchError::Template)?;
+            self.send_line(&line).await?;
+        }
+        if let Some(ready) = &profile.ready {
+            let timeout = self.start_timeout.max(profile.ready_timeout);
+            self.wait_for(ready, None, timeout).await?;
+        }
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> Result<(), BenchError> {
+        if self.waiter.is_none() {
+            return Ok(());
+        }
+        if self.console.is_running() {
+            let polite = self
+                .profile
+                .as_ref()
+                .and_then(|p| p.stop.clone().map(|s| (s, p.stop_timeout)));
+            if let Some((line, within)) = polite
+                && self.send_line(&line).await.is_ok()
+            {
+                self.wait_exit(within).await;
+            }
+        }
+        // Closing stdin is an end-of-input for consoles that read it.
+        self.stdin = None;
+        if self.console.is_running() {
+            self.console
+                .push(Stream::Rig, "sending SIGTERM to the process group");
+            self.signal(Signal::SIGTERM);
+            let grace = self
+                .profile
+                .as_ref()
+                .map_or(SIGTERM_GRACE, |p| p.stop_timeout.min(SIGTERM_GRACE));
+            if !self.wait_exit(grace).await {
+                self.console.push(
+                    Stream::Rig,
+                    "still running: sending SIGKILL to the process group",
+                );
+                self.signal(Signal::SIGKILL);
+                self.wait_exit(SIGKILL_WAIT).await;
+            }
+        } else {
+            // The leader is gone; make sure nothing it left behind in its group lives on.
+            self.signal(Signal::SIGKILL);
+        }
+        if let Some(w) = self.waiter.take() {
+            let _ = tokio::time::timeout(SIGKILL_WAIT, w).await;
+        }
+        self.pgid = None;
+        if self.console.is_running() {
+            return Err(BenchError::Io {
+                what: format!(
+                    "the DUT `{}` did not exit after SIGKILL",
+                    self.argv.join(" ")
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+            });
+        }
+        Ok(())
+    }
+
+    async fn act(&mut self, action: &DutAction) -> Result<(), BenchError> {
+        let name = action_name(action).to_string();
+        let spec = self
+            .profile
+            .as_ref()
+            .and_then(|p| {
+                p.action(action)
+                    .map(|a| (a.clone(), a.fail.clone().or_else(|| p.fail.clone())))
+            })
+            .ok_or_else(|| BenchError::Unsupported(name.clone()))?;
+        let (spec, fail) = spec;
+        let args = action_args(action);
+        if args.len() != spec.arity() {
+            return Err(BenchError::Template(format!(
+                "action `{name}` takes {} argument(s), {} given",
+                spec.arity(),
+                args.len()
+            )));
+        }
+        let line = spec
+            .send
+            .render(&self.values, args)
+            .map_err(BenchError::Template)?;
+        if !self.console.is_running() {
+            return Err(BenchError::NotRunning(format!(
+                "action `{name}`: {}",
+                self.not_running_reason()
+            )));
+        }
+        self.cursor = self.console.len();
+        self.send_line(&line).await?;
+        if let Some(expect) = &spec.expect {
+            self.wait_for(
+                expect,
+                fail.as_deref().map(|f| (name.as_str(), f)),
+                spec.timeout,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn supports(&self, action: &DutAction) -> bool {
+        self.profile
+            .as_ref()
+            .is_some_and(|p| p.action(action).is_some())
+    }
+
+    async fn expect_console(
+        &mut self,
+        pattern: &str,
+        timeout: Duration,
+    ) -> Result<String, BenchError> {
+        self.wait_for(pattern, None, timeout).await
+    }
+
+    fn console(&self) -> &dyn ConsoleLog {
+        &*self.console
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.console.is_running()
+    }
+
+    fn identity(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "kind".into(),
+            if self.spec.agent_args {
+                "sim"
+            } else {
+                "process"
+            }
+            .into(),
+        );
+        let command = if self.argv.is_empty() {
+            self.spec
+                .command
+                .iter()
+                .map(Template::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            self.argv.join(" ")
+        };
+        m.insert("command".into(), command);
+        if let Some((path, sha)) = &self.program {
+            m.insert("program".into(), path.display().to_string());
+            m.insert("program_sha256".into(), sha.clone());
+        }
+        if let Some(p) = &self.profile {
+            m.insert("profile".into(), p.name.clone());
+        }
+        m
+    }
+}
+
+impl Drop for ProcessDut {
+    fn drop(&mut self) {
+        // The waiter task owns the child (kill_on_drop covers the leader);
+        // this covers the rest of its group when the DUT is dropped unstopped.
+        if self.console.is_running() {
+            self.signal(Signal::SIGKILL);
+        }
+    }
+}

@@ -199,6 +199,98 @@ pub enum RunOutcome {
     Aborted,
 }
 
+impl RunOutcome {
+    /// The `run.json` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Completed => "completed",
+            RunOutcome::Interrupted => "interrupted",
+            RunOutcome::StoppedEarly => "stopped_early",
+            RunOutcome::TimedOut => "timed_out",
+            RunOutcome::Aborted => "aborted",
+        }
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counts of cases by verdict, for `run.json` and the report's summary.
+///
+/// `planned = ran + not_run`, and the six verdict counts add up to `ran`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Cases in the plan.
+    pub planned: usize,
+    /// Cases that started (whatever their verdict).
+    pub ran: usize,
+    /// Cases that never started.
+    pub not_run: usize,
+    /// Verdict `pass`.
+    pub pass: usize,
+    /// Verdict `fail`.
+    pub fail: usize,
+    /// Verdict `inconclusive`.
+    pub inconclusive: usize,
+    /// Verdict `not_applicable`.
+    pub not_applicable: usize,
+    /// Verdict `out_of_time`.
+    pub out_of_time: usize,
+    /// Verdict `error` (infrastructure).
+    pub error: usize,
+}
+
+impl Summary {
+    /// Counts the records.
+    pub fn of(cases: &[CaseRecord]) -> Self {
+        let mut s = Summary {
+            planned: cases.len(),
+            ..Summary::default()
+        };
+        for c in cases {
+            if !c.ran {
+                s.not_run += 1;
+                continue;
+            }
+            s.ran += 1;
+            match c.verdict {
+                Verdict::Pass => s.pass += 1,
+                Verdict::Fail => s.fail += 1,
+                Verdict::Inconclusive => s.inconclusive += 1,
+                Verdict::NotApplicable => s.not_applicable += 1,
+                Verdict::OutOfTime => s.out_of_time += 1,
+                Verdict::Error => s.error += 1,
+            }
+        }
+        s
+    }
+}
+
+impl CaseRecord {
+    /// The record of a planned case that has not run (yet): `ran = false`,
+    /// verdict `inconclusive` (no verdict could be reached), and a message
+    /// starting with `not run: `.
+    pub fn not_run(planned: &PlannedCase, why: &str) -> Self {
+        CaseRecord {
+            id: planned.id.clone(),
+            title: planned.title.clone(),
+            suite: planned.suite.clone(),
+            verdict: Verdict::Inconclusive,
+            duration_s: 0.0,
+            message: format!("not run: {why}"),
+            measurements: Vec::new(),
+            artifacts: Vec::new(),
+            ran: false,
+            reading: None,
+            console_tail: String::new(),
+            started_at: None,
+        }
+    }
+}
+
 /// What the engine tells reporters, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunEvent {
@@ -234,5 +326,7 @@ pub enum RunEvent {
     RunFinished {
         /// How it ended.
         outcome: RunOutcome,
+        /// End time (RFC 3339, UTC).
+        finished_at: String,
     },
 }

@@ -1,0 +1,694 @@
+//! The agent's LwM2M client logic, sans-IO: registration with the server,
+//! and the device management operations the server sends.
+//!
+//! [`Client`] owns the rig-proto CoAP [`Endpoint`] and the [`ObjectStore`].
+//! The driver (see `driver.rs`) feeds it datagrams, console commands and the
+//! time, and drains datagrams, console lines and log lines:
+//!
+//! ```text
+//!   handle_datagram(now, peer, bytes) ─┐            ┌─► poll_transmit()  → socket
+//!   handle_command(now, cmd)          ─┼─► Client ──┼─► poll_output()    → stdout
+//!   handle_timeout(now)               ─┘            ├─► poll_log()       → stderr
+//!                                                    └─► poll_timeout()   → timer
+//! ```
+//!
+//! Protocol timers of the registration (the Update schedule, the disable
+//! timeout, the retry delay) are divided by `--time-scale`; CoAP's own
+//! retransmission timers are not (the endpoint keeps RFC 7252's defaults).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rig_proto::coap::{
+    self, CoapOption, Endpoint, Event, IncomingId, Method, Packet, RequestId, ResponseCode, message,
+};
+use rig_proto::content::{self, ContentFormat};
+use rig_proto::link::{self, Link, LinkParam};
+use rig_proto::path::ObjectPath;
+use rig_proto::registration::{
+    ClientRegistration, RegistrationConfig, RegistrationEvent, RegistrationState,
+};
+use rig_proto::time::Instant;
+
+use crate::config::AgentConfig;
+use crate::console::{Command, Output};
+use crate::objects::{ObjectStore, Refusal};
+
+/// What follows a De-register.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum AfterDeregister {
+    /// Stay off for the disable timeout, then register again (`/1/x/4`).
+    Disable,
+    /// Stop (console `quit`).
+    Quit,
+}
+
+/// What a Write on the Server object changed that an Update must carry.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct UpdateParams {
+    lifetime: bool,
+    binding: bool,
+}
+
+/// The client; see the module doc.
+pub struct Client {
+    cfg: AgentConfig,
+    server: SocketAddr,
+    store: ObjectStore,
+    coap: Endpoint,
+    seed: u64,
+    /// rig-proto's registration state machine (Register, Update schedule, De-register).
+    reg: ClientRegistration,
+    /// The CoAP request carrying the registration machine's request in flight.
+    reg_request: Option<RequestId>,
+    /// What to do once the De-register in flight completes.
+    after_deregister: Option<AfterDeregister>,
+    /// Disabled by `/1/x/4` until then (register again at that time).
+    disabled_until: Option<Instant>,
+    stopped: bool,
+    outputs: VecDeque<Output>,
+    logs: VecDeque<String>,
+    /// Datagrams of a CoAP endpoint dropped by a reboot, still to be sent
+    /// (the 2.04 answering Execute /3/0/4 must still go out).
+    leftover: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// The `quit` command is waiting for the De-register to finish.
+    quitting: bool,
+}
+
+impl Client {
+    /// A client for `cfg`, talking to `server`. `seed` seeds CoAP message ids and tokens.
+    pub fn new(cfg: AgentConfig, server: SocketAddr, seed: u64) -> Client {
+        let store = ObjectStore::factory(&cfg);
+        let reg = ClientRegistration::new(registration_config(&cfg, &store));
+        Client {
+            coap: Endpoint::new(coap::Config::default(), seed),
+            seed,
+            cfg,
+            server,
+            store,
+            reg,
+            reg_request: None,
+            after_deregister: None,
+            disabled_until: None,
+            stopped: false,
+            outputs: VecDeque::new(),
+            logs: VecDeque::new(),
+            leftover: VecDeque::new(),
+            quitting: false,
+        }
+    }
+
+    /// Starts the client: prints `ready` and sends the first Register.
+    pub fn start(&mut self, now: Instant) {
+        self.outputs.push_back(Output::Ready);
+        self.reg.register(now);
+        self.pump(now);
+    }
+
+    /// The object store (for tests and `status`).
+    pub fn store(&self) -> &ObjectStore {
+        &self.store
+    }
+
+    /// True once the client has stopped (after `quit`).
+    pub fn is_finished(&self) -> bool {
+        self.stopped
+    }
+
+    // ---- outputs --------------------------------------------------------
+
+    /// The next datagram to send: `(destination, bytes)`.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        if let Some(t) = self.leftover.pop_front() {
+            return Some(t);
+        }
+        self.coap.poll_transmit().map(|t| (t.peer, t.payload))
+    }
+
+    /// The next console line to print on stdout.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The next log line for stderr.
+    pub fn poll_log(&mut self) -> Option<String> {
+        self.logs.pop_front()
+    }
+
+    /// When [`Client::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.coap.poll_timeout(),
+            self.reg.poll_timeout(),
+            self.disabled_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ---- inputs ---------------------------------------------------------
+
+    /// A datagram arrived.
+    pub fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
+        self.coap.handle_datagram(now, peer, bytes);
+        self.process(now);
+        self.pump(now);
+    }
+
+    /// The deadline from [`Client::poll_timeout`] passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.coap.handle_timeout(now);
+        self.process(now);
+        self.reg.handle_timeout(now);
+        if self.disabled_until.is_some_and(|t| t <= now) {
+            self.disabled_until = None;
+            self.log("disable timeout over: registering again".into());
+            self.reg.register(now);
+        }
+        self.pump(now);
+    }
+
+    /// A console command.
+    pub fn handle_command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Update => match self.reg.state() {
+                RegistrationState::Registered => {
+                    self.outputs.push_back(Output::Ok("update"));
+                    self.reg.trigger_update(now);
+                }
+                RegistrationState::Idle | RegistrationState::Deregistered if !self.stopped => {
+                    self.outputs.push_back(Output::Ok("update"));
+                    self.disabled_until = None;
+                    self.reg.register(now);
+                }
+                _ => self.outputs.push_back(Output::Error(
+                    "update".into(),
+                    format!("busy ({})", self.state_name()),
+                )),
+            },
+            Command::Reboot => {
+                self.outputs.push_back(Output::Ok("reboot"));
+                self.reboot(now, false);
+            }
+            Command::FactoryReset => {
+                self.outputs.push_back(Output::Ok("factory-reset"));
+                self.reboot(now, true);
+            }
+            Command::Status => {
+                let lt = self.lifetime_s();
+                let line = match self.reg.state() {
+                    RegistrationState::Registered => {
+                        format!("registered /{} lt={lt}", self.reg.location().join("/"))
+                    }
+                    _ => format!("{} lt={lt}", self.state_name()),
+                };
+                self.outputs.push_back(Output::Status(line));
+                self.outputs.push_back(Output::Ok("status"));
+            }
+            Command::Quit => {
+                self.quitting = true;
+                match self.reg.state() {
+                    RegistrationState::Registered | RegistrationState::Deregistering => {
+                        self.after_deregister = Some(AfterDeregister::Quit);
+                        self.reg.deregister(now);
+                    }
+                    _ => self.stop(),
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    // ---- registration ---------------------------------------------------
+
+    fn state_name(&self) -> &'static str {
+        if self.stopped {
+            return "stopped";
+        }
+        if self.disabled_until.is_some() {
+            return "disabled";
+        }
+        match self.reg.state() {
+            RegistrationState::Idle | RegistrationState::Registering => "registering",
+            RegistrationState::Registered => "registered",
+            RegistrationState::Deregistering => "deregistering",
+            RegistrationState::Deregistered => "deregistered",
+        }
+    }
+
+    fn lifetime_s(&self) -> u64 {
+        self.store
+            .get_u64(&ObjectPath::resource(1, 0, 1))
+            .unwrap_or(u64::from(self.cfg.lifetime))
+    }
+
+    /// Sends whatever the registration machine has queued.
+    fn pump(&mut self, now: Instant) {
+        if self.reg_request.is_some() {
+            return;
+        }
+        let Some(req) = self.reg.poll_request(now) else {
+            return;
+        };
+        let line = describe(&req);
+        match self.coap.send_request(now, self.server, req) {
+            Ok(id) => {
+                self.log(format!("-> {line}"));
+                self.reg_request = Some(id);
+            }
+            Err(e) => {
+                self.log(format!("cannot send {line}: {e}"));
+                if let Some(ev) = self.reg.handle_failure(now) {
+                    self.on_registration_event(now, ev);
+                }
+            }
+        }
+    }
+
+    fn on_registration_event(&mut self, now: Instant, ev: RegistrationEvent) {
+        match ev {
+            RegistrationEvent::Registered { location } => {
+                self.outputs
+                    .push_back(Output::Registered(format!("/{}", location.join("/"))));
+            }
+            RegistrationEvent::Updated => self.outputs.push_back(Output::Updated),
+            RegistrationEvent::Deregistered => {
+                self.outputs.push_back(Output::Deregistered);
+                match self.after_deregister.take() {
+                    Some(AfterDeregister::Quit) => self.stop(),
+                    Some(AfterDeregister::Disable) if self.quitting => self.stop(),
+                    Some(AfterDeregister::Disable) => {
+                        let timeout = self
+                            .store
+                            .get_u64(&ObjectPath::resource(1, 0, 5))
+                            .unwrap_or(86_400);
+                        let off = self.cfg.scaled(Duration::from_secs(timeout));
+                        self.log(format!("disabled for {:.1} s", off.as_secs_f64()));
+                        self.disabled_until = Some(now + off);
+                    }
+                    None => {}
+                }
+            }
+            RegistrationEvent::RegisterFailed { code } => {
+                self.outputs.push_back(Output::RegistrationFailed(format!(
+                    "Register: {}",
+                    code.unwrap_or_else(|| "no response".into())
+                )))
+            }
+            RegistrationEvent::UpdateFailed { code } => {
+                self.outputs.push_back(Output::RegistrationFailed(format!(
+                    "Update: {}; registering again",
+                    code.unwrap_or_else(|| "no response".into())
+                )))
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stopped = true;
+        self.disabled_until = None;
+        if self.quitting {
+            self.outputs.push_back(Output::Ok("quit"));
+            self.quitting = false;
+        }
+    }
+
+    /// Reboot (or factory reset): drop every CoAP exchange and the
+    /// registration, as a power cycle would, and register afresh.
+    fn reboot(&mut self, now: Instant, factory: bool) {
+        self.log(if factory {
+            "factory reset".into()
+        } else {
+            "reboot".into()
+        });
+        if factory {
+            self.store = ObjectStore::factory(&self.cfg);
+        }
+        while let Some(t) = self.coap.poll_transmit() {
+            self.leftover.push_back((t.peer, t.payload));
+        }
+        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.coap = Endpoint::new(coap::Config::default(), self.seed);
+        self.reg = ClientRegistration::new(registration_config(&self.cfg, &self.store));
+        self.reg_request = None;
+        self.after_deregister = None;
+        self.disabled_until = None;
+        self.reg.register(now);
+    }
+
+    fn log(&mut self, line: String) {
+        self.logs.push_back(line);
+    }
+
+    // ---- events ---------------------------------------------------------
+
+    fn process(&mut self, now: Instant) {
+        while let Some(event) = self.coap.poll_event() {
+            match event {
+                Event::Request { id, peer, request } => self.on_request(now, id, peer, request),
+                Event::Response { id, response, .. } => self.on_response(now, id, Ok(response)),
+                Event::RequestTimedOut { id } => {
+                    self.on_response(now, id, Err("no response (timed out)".into()))
+                }
+                Event::Reset { id } => {
+                    self.on_response(now, id, Err("the server answered with a Reset".into()))
+                }
+                Event::TransferFailed { id, error } => {
+                    self.on_response(now, id, Err(format!("block-wise transfer failed: {error}")))
+                }
+                Event::Malformed { peer, error } => {
+                    self.log(format!("malformed datagram from {peer}: {error}"))
+                }
+                Event::ResponseFailed { id, reset } => self.log(format!(
+                    "separate response {} {}",
+                    id.0,
+                    if reset { "reset" } else { "not acknowledged" }
+                )),
+                Event::ResponseBlock { .. }
+                | Event::Notification { .. }
+                | Event::ObservationCancelled { .. } => {}
+            }
+            self.pump(now);
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, id: RequestId, result: Result<Packet, String>) {
+        if self.reg_request != Some(id) {
+            return self.log(format!("<- late answer to request {}", id.0));
+        }
+        self.reg_request = None;
+        let event = match &result {
+            Ok(p) => {
+                let code = message::response_code(p).map(code_name).unwrap_or("?");
+                self.log(format!(
+                    "<- {} {code}",
+                    message::code_string(u8::from(p.header.code))
+                ));
+                self.reg.handle_response(now, p)
+            }
+            Err(e) => {
+                self.log(format!("<- {e}"));
+                self.reg.handle_failure(now)
+            }
+        };
+        if let Some(ev) = event {
+            self.on_registration_event(now, ev);
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, id: IncomingId, peer: SocketAddr, request: Packet) {
+        let line = describe(&request);
+        let (response, action) = if peer != self.server {
+            (message::response(ResponseCode::Unauthorized), None)
+        } else {
+            self.dispatch(&request)
+        };
+        let code = message::response_code(&response)
+            .map(code_name)
+            .unwrap_or("?");
+        self.log(format!("<- {line} from {peer} -> {code}"));
+        if let Err(e) = self.coap.respond(now, id, response) {
+            self.log(format!("cannot answer {line}: {e}"));
+        }
+        if let Some(action) = action {
+            self.act(now, action);
+        }
+        self.pump(now);
+    }
+
+    /// Decides the answer to a server request, and what to do after answering.
+    fn dispatch(&mut self, req: &Packet) -> (Packet, Option<Action>) {
+        let uri = message::uri_path(req);
+        let path = match ObjectPath::parse(&format!("/{uri}")) {
+            Ok(p) => p,
+            Err(_) => return (message::response(ResponseCode::NotFound), None),
+        };
+        let method = match req.header.code {
+            coap::MessageClass::Request(m) => m,
+            _ => return (message::response(ResponseCode::BadRequest), None),
+        };
+        let has_query = message::has_option(req, CoapOption::UriQuery);
+        match method {
+            Method::Get => (self.read(req, &path), None),
+            Method::Put if has_query && req.payload.is_empty() => {
+                // Write-Attributes is not implemented yet: say so honestly.
+                (message::response(ResponseCode::NotImplemented), None)
+            }
+            Method::Put => self.write(req, &path, true),
+            Method::Post if path.resource_id().is_some() => self.execute(&path),
+            Method::Post if path.instance_id().is_some() => self.write(req, &path, false),
+            Method::Post | Method::Delete => {
+                (message::response(ResponseCode::MethodNotAllowed), None)
+            }
+            _ => (message::response(ResponseCode::MethodNotAllowed), None),
+        }
+    }
+
+    fn read(&mut self, req: &Packet, path: &ObjectPath) -> Packet {
+        let accept = match message::uint_option(req, CoapOption::Accept) {
+            None => None,
+            Some(Ok(n)) => match u16::try_from(n).ok().and_then(ContentFormat::from_u16) {
+                Some(cf) => Some(cf),
+                None => return message::response(ResponseCode::NotAcceptable),
+            },
+            Some(Err(())) => return message::response(ResponseCode::BadOption),
+        };
+        if accept == Some(ContentFormat::Link) {
+            // Discover is not implemented yet.
+            return message::response(ResponseCode::NotImplemented);
+        }
+        let records = match self.store.read(path) {
+            Ok(r) => r,
+            Err(r) => return self.refused(r),
+        };
+        let single = path.resource_id().is_some()
+            && (path.resource_instance_id().is_some()
+                || !self
+                    .store
+                    .defs()
+                    .resource_at(path)
+                    .is_some_and(|d| d.multiple));
+        let format = accept.unwrap_or(if single {
+            match self.store.kind_at(path) {
+                Some(rig_proto::object::ResourceType::Opaque) => ContentFormat::Opaque,
+                _ => ContentFormat::Text,
+            }
+        } else {
+            ContentFormat::Tlv
+        });
+        match content::encode(format, path, &records, self.store.defs()) {
+            Ok(bytes) => {
+                let mut resp = message::response(ResponseCode::Content);
+                message::set_uint_option(
+                    &mut resp,
+                    CoapOption::ContentFormat,
+                    u32::from(format.as_u16()),
+                );
+                resp.payload = bytes;
+                resp
+            }
+            Err(e) => {
+                self.log(format!("cannot encode {path} as {format}: {e}"));
+                message::response(ResponseCode::NotAcceptable)
+            }
+        }
+    }
+
+    fn write(
+        &mut self,
+        req: &Packet,
+        path: &ObjectPath,
+        replace: bool,
+    ) -> (Packet, Option<Action>) {
+        let format = match message::uint_option(req, CoapOption::ContentFormat) {
+            None => {
+                self.log(format!("Write on {path} without Content-Format"));
+                return (message::response(ResponseCode::BadRequest), None);
+            }
+            Some(Ok(n)) => match u16::try_from(n).ok().and_then(ContentFormat::from_u16) {
+                Some(cf) => cf,
+                None => {
+                    return (
+                        message::response(ResponseCode::UnsupportedContentFormat),
+                        None,
+                    );
+                }
+            },
+            Some(Err(())) => return (message::response(ResponseCode::BadOption), None),
+        };
+        let records = match content::decode(format, path, &req.payload, self.store.defs()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.log(format!("Write on {path}: cannot decode {format}: {e}"));
+                return (message::response(ResponseCode::BadRequest), None);
+            }
+        };
+        match self.store.write(path, records, replace) {
+            Ok(changed) => {
+                let lifetime = ObjectPath::resource(1, 0, 1);
+                let binding = ObjectPath::resource(1, 0, 7);
+                let mut params = UpdateParams::default();
+                for p in &changed {
+                    if p.instance_path() == Some(ObjectPath::instance(1, 0)) {
+                        params.lifetime |= *p == lifetime;
+                        params.binding |= *p == binding;
+                    }
+                }
+                let action =
+                    (params != UpdateParams::default()).then_some(Action::UpdateWith(params));
+                (message::response(ResponseCode::Changed), action)
+            }
+            Err(r) => (self.refused(r), None),
+        }
+    }
+
+    fn execute(&mut self, path: &ObjectPath) -> (Packet, Option<Action>) {
+        if let Err(r) = self.store.check_execute(path) {
+            return (self.refused(r), None);
+        }
+        let ids = path.ids();
+        let action = match (ids[0], ids[2]) {
+            (1, 4) => Some(Action::Disable),
+            (1, 8) => Some(Action::UpdateWith(UpdateParams::default())),
+            (3, 4) => Some(Action::Reboot),
+            (3, 5) => Some(Action::FactoryReset),
+            _ => None,
+        };
+        match action {
+            Some(a) => (message::response(ResponseCode::Changed), Some(a)),
+            None => (message::response(ResponseCode::NotImplemented), None),
+        }
+    }
+
+    fn refused(&mut self, r: Refusal) -> Packet {
+        self.log(format!("refused: {}", r.reason));
+        message::response(r.code)
+    }
+
+    fn act(&mut self, now: Instant, action: Action) {
+        match action {
+            Action::UpdateWith(params) => {
+                if params.lifetime {
+                    let lt = u32::try_from(self.lifetime_s()).unwrap_or(u32::MAX);
+                    self.reg.set_lifetime(now, lt);
+                }
+                if params.binding {
+                    let b = self
+                        .store
+                        .get_str(&ObjectPath::resource(1, 0, 7))
+                        .unwrap_or("U")
+                        .to_string();
+                    self.reg.set_binding(now, &b);
+                }
+                if !params.lifetime && !params.binding {
+                    self.reg.trigger_update(now);
+                }
+            }
+            Action::Disable => {
+                self.after_deregister = Some(AfterDeregister::Disable);
+                self.reg.deregister(now);
+            }
+            Action::Reboot => self.reboot(now, false),
+            Action::FactoryReset => self.reboot(now, true),
+        }
+    }
+}
+
+/// What the client does after answering a server request.
+#[derive(Clone, Debug, PartialEq)]
+enum Action {
+    /// Send an Update carrying these parameters (none: Registration Update Trigger).
+    UpdateWith(UpdateParams),
+    /// De-register and stay off for the disable timeout (`/1/x/4`).
+    Disable,
+    /// Reboot (`/3/0/4`).
+    Reboot,
+    /// Factory reset (`/3/0/5`).
+    FactoryReset,
+}
+
+fn code_name(c: ResponseCode) -> &'static str {
+    match c {
+        ResponseCode::Created => "Created",
+        ResponseCode::Deleted => "Deleted",
+        ResponseCode::Changed => "Changed",
+        ResponseCode::Content => "Content",
+        ResponseCode::BadRequest => "Bad Request",
+        ResponseCode::Unauthorized => "Unauthorized",
+        ResponseCode::NotFound => "Not Found",
+        ResponseCode::MethodNotAllowed => "Method Not Allowed",
+        ResponseCode::NotAcceptable => "Not Acceptable",
+        ResponseCode::UnsupportedContentFormat => "Unsupported Content-Format",
+        ResponseCode::NotImplemented => "Not Implemented",
+        _ => "",
+    }
+}
+
+/// `POST /rd?ep=..&lt=..` for logs.
+fn describe(p: &Packet) -> String {
+    let method = match p.header.code {
+        coap::MessageClass::Request(m) => format!("{m:?}").to_uppercase(),
+        other => format!("{other:?}"),
+    };
+    let q = message::uri_queries(p);
+    let mut s = format!("{method} /{}", message::uri_path(p));
+    if !q.is_empty() {
+        s.push('?');
+        s.push_str(&q.join("&"));
+    }
+    if !p.payload.is_empty() {
+        s.push_str(&format!(" ({} bytes)", p.payload.len()));
+    }
+    s
+}
+
+/// The registration machine's configuration from the command line and the
+/// Server object (lifetime and binding as currently stored).
+fn registration_config(cfg: &AgentConfig, store: &ObjectStore) -> RegistrationConfig {
+    let lifetime = store
+        .get_u64(&ObjectPath::resource(1, 0, 1))
+        .unwrap_or(u64::from(cfg.lifetime));
+    let mut rc = RegistrationConfig::new(
+        &cfg.endpoint,
+        u32::try_from(lifetime).unwrap_or(u32::MAX),
+        &object_links(store),
+    );
+    rc.binding = Some(
+        store
+            .get_str(&ObjectPath::resource(1, 0, 7))
+            .unwrap_or("U")
+            .to_string(),
+    );
+    rc.time_scale = cfg.time_scale_u32();
+    rc
+}
+
+/// The registration's object list: every instance except the Security
+/// object's, with `ver` on objects whose version is not 1.0 (LwM2M 1.1 Core
+/// TS §6.2.1), in rig-proto's link format.
+fn object_links(store: &ObjectStore) -> String {
+    let mut links = Vec::new();
+    let mut last_object = None;
+    for (o, i) in store.instances() {
+        if o == crate::objects::SECURITY {
+            continue;
+        }
+        if last_object != Some(o) {
+            last_object = Some(o);
+            let ver = store.object_version(o);
+            if ver != "1.0" {
+                let mut l = Link::path(ObjectPath::object(o));
+                l.params.push(LinkParam {
+                    name: "ver".into(),
+                    value: Some(ver.to_string()),
+                    quoted: false,
+                });
+                links.push(l);
+            }
+        }
+        links.push(Link::path(ObjectPath::instance(o, i)));
+    }
+    link::format(&links)
+}

@@ -1,0 +1,427 @@
+//! The agent's object store: objects 0, 1, 3 and 33333 as data, and the
+//! LwM2M access rules for Read, Write and Execute on them.
+//!
+//! Values are kept flat, as rig-proto's [`Record`]s are: one [`Value`] per
+//! resource path (`/o/i/r`) or resource-instance path (`/o/i/r/ri`). Types,
+//! operations and multiplicity come from rig-proto's object definitions
+//! ([`Registry::core`]); the store never invents its own. The store decides
+//! nothing about registration: it reports what a Write changed and which
+//! resource an Execute hit, and the client acts on it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rig_proto::coap::ResponseCode;
+use rig_proto::object::{Registry, ResourceType};
+use rig_proto::path::ObjectPath;
+use rig_proto::value::{Record, Value};
+
+use crate::config::AgentConfig;
+
+/// Object ids the agent serves.
+pub const SECURITY: u16 = 0;
+/// Server object.
+pub const SERVER: u16 = 1;
+/// Device object.
+pub const DEVICE: u16 = 3;
+/// The rig test object.
+pub const TEST_OBJECT: u16 = rig_proto::object::defs::TEST_OBJECT_ID;
+
+/// Why the store refused an operation: the CoAP code to answer and a reason for the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    /// The response code (4.xx).
+    pub code: ResponseCode,
+    /// Why, for the agent's log.
+    pub reason: String,
+}
+
+fn refuse(code: ResponseCode, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        reason: reason.into(),
+    }
+}
+
+/// The objects and their values.
+#[derive(Clone, Debug)]
+pub struct ObjectStore {
+    defs: Registry,
+    instances: BTreeSet<(u16, u16)>,
+    values: BTreeMap<ObjectPath, Value>,
+}
+
+impl ObjectStore {
+    /// The factory configuration from the command line: ETS configuration
+    /// C.1 (C.3 when pmin/pmax are given) for one NoSec server account.
+    pub fn factory(cfg: &AgentConfig) -> ObjectStore {
+        let mut s = ObjectStore {
+            defs: Registry::core(),
+            instances: BTreeSet::new(),
+            values: BTreeMap::new(),
+        };
+        let r = ObjectPath::resource;
+        s.instances.insert((SECURITY, 0));
+        s.set(r(0, 0, 0), Value::String(cfg.server.clone()));
+        s.set(r(0, 0, 1), Value::Boolean(false));
+        s.set(r(0, 0, 2), Value::Integer(3)); // NoSec
+        s.set(r(0, 0, 3), Value::Opaque(Vec::new()));
+        s.set(r(0, 0, 4), Value::Opaque(Vec::new()));
+        s.set(r(0, 0, 5), Value::Opaque(Vec::new()));
+        s.set(r(0, 0, 10), Value::Integer(i64::from(cfg.ssid)));
+
+        s.instances.insert((SERVER, 0));
+        s.set(r(1, 0, 0), Value::Integer(i64::from(cfg.ssid)));
+        s.set(r(1, 0, 1), Value::UnsignedInteger(u64::from(cfg.lifetime)));
+        if let Some(pmin) = cfg.pmin {
+            s.set(r(1, 0, 2), Value::Integer(i64::from(pmin)));
+        }
+        if let Some(pmax) = cfg.pmax {
+            s.set(r(1, 0, 3), Value::Integer(i64::from(pmax)));
+        }
+        s.set(r(1, 0, 5), Value::Integer(i64::from(cfg.disable_timeout)));
+        s.set(r(1, 0, 6), Value::Boolean(false));
+        s.set(r(1, 0, 7), Value::String(cfg.binding.clone()));
+
+        s.instances.insert((DEVICE, 0));
+        s.set(r(3, 0, 0), Value::String("rig".into()));
+        s.set(r(3, 0, 1), Value::String("rig-agent".into()));
+        s.set(r(3, 0, 2), Value::String(cfg.endpoint.clone()));
+        s.set(r(3, 0, 3), Value::String(env!("CARGO_PKG_VERSION").into()));
+        s.set(
+            ObjectPath::resource_instance(3, 0, 11, 0),
+            Value::Integer(0),
+        );
+        s.set(r(3, 0, 16), Value::String("U".into()));
+
+        s.instances.insert((TEST_OBJECT, 0));
+        s.set(r(TEST_OBJECT, 0, 0), Value::String(String::new()));
+        s.set(r(TEST_OBJECT, 0, 1), Value::Integer(0));
+        s.set(r(TEST_OBJECT, 0, 2), Value::Float(0.0));
+        s.set(r(TEST_OBJECT, 0, 3), Value::Boolean(false));
+        s
+    }
+
+    fn set(&mut self, path: ObjectPath, value: Value) {
+        self.values.insert(path, value);
+    }
+
+    /// The value at a resource (or resource instance) path, if set.
+    pub fn get(&self, path: &ObjectPath) -> Option<&Value> {
+        self.values.get(path)
+    }
+
+    /// An unsigned value (lifetime and such), if set and numeric.
+    pub fn get_u64(&self, path: &ObjectPath) -> Option<u64> {
+        match self.get(path)? {
+            Value::UnsignedInteger(u) => Some(*u),
+            Value::Integer(i) | Value::Time(i) => u64::try_from(*i).ok(),
+            _ => None,
+        }
+    }
+
+    /// A string value, if set.
+    pub fn get_str(&self, path: &ObjectPath) -> Option<&str> {
+        match self.get(path)? {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The object definitions the store uses.
+    pub fn defs(&self) -> &Registry {
+        &self.defs
+    }
+
+    /// The object instances, in order (`/0/0` included).
+    pub fn instances(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        self.instances.iter().copied()
+    }
+
+    /// The object version of object `id` (`1.0` if unknown).
+    pub fn object_version(&self, id: u16) -> &str {
+        self.defs
+            .get(id)
+            .map(|d| d.version.as_ref())
+            .unwrap_or("1.0")
+    }
+
+    fn check_object(&self, path: &ObjectPath) -> Result<u16, Refusal> {
+        let Some(o) = path.object_id() else {
+            return Err(refuse(
+                ResponseCode::MethodNotAllowed,
+                "no operation on the root path",
+            ));
+        };
+        if o.0 == SECURITY {
+            return Err(refuse(
+                ResponseCode::Unauthorized,
+                "the Security object is for the Bootstrap-Server only",
+            ));
+        }
+        if !self.instances.iter().any(|(obj, _)| *obj == o.0) {
+            return Err(refuse(ResponseCode::NotFound, format!("no object {path}")));
+        }
+        if let Some(i) = path.instance_id()
+            && !self.instances.contains(&(o.0, i.0))
+        {
+            return Err(refuse(
+                ResponseCode::NotFound,
+                format!("no instance {}", ObjectPath::instance(o.0, i.0)),
+            ));
+        }
+        Ok(o.0)
+    }
+
+    /// Read: every readable value at or under `path`, in path order.
+    pub fn read(&self, path: &ObjectPath) -> Result<Vec<Record>, Refusal> {
+        self.check_object(path)?;
+        if path.resource_id().is_some() {
+            let def = self
+                .defs
+                .resource_at(path)
+                .ok_or_else(|| refuse(ResponseCode::NotFound, format!("no resource {path}")))?;
+            if !def.operations.readable() {
+                return Err(refuse(
+                    ResponseCode::MethodNotAllowed,
+                    format!("{path} is not readable"),
+                ));
+            }
+        }
+        let records: Vec<Record> = self
+            .values
+            .iter()
+            .filter(|(p, _)| path.is_prefix_of(p))
+            .filter(|(p, _)| {
+                self.defs
+                    .resource_at(p)
+                    .is_some_and(|d| d.operations.readable())
+            })
+            .map(|(p, v)| Record {
+                path: *p,
+                value: v.clone(),
+            })
+            .collect();
+        if records.is_empty() && path.resource_id().is_some() {
+            return Err(refuse(
+                ResponseCode::NotFound,
+                format!("{path} has no value"),
+            ));
+        }
+        Ok(records)
+    }
+
+    /// The type of the resource at `path` (for decoding a Write payload).
+    pub fn kind_at(&self, path: &ObjectPath) -> Option<ResourceType> {
+        self.defs.kind_at(path)
+    }
+
+    /// Write (`replace` for PUT, partial update for POST): checks every record
+    /// first, then applies them all. Returns the paths whose value changed.
+    pub fn write(
+        &mut self,
+        path: &ObjectPath,
+        records: Vec<Record>,
+        replace: bool,
+    ) -> Result<Vec<ObjectPath>, Refusal> {
+        self.check_object(path)?;
+        if path.instance_id().is_none() {
+            return Err(refuse(
+                ResponseCode::MethodNotAllowed,
+                format!("Write on object level {path}"),
+            ));
+        }
+        if !replace && path.resource_id().is_some() {
+            // Partial update (POST) is defined on object instances only; POST
+            // on a resource is Execute, handled by the client.
+            return Err(refuse(
+                ResponseCode::MethodNotAllowed,
+                format!("partial update on {path}"),
+            ));
+        }
+        let mut checked = Vec::with_capacity(records.len());
+        for rec in records {
+            if !path.is_prefix_of(&rec.path) {
+                return Err(refuse(
+                    ResponseCode::BadRequest,
+                    format!("{} is outside the target {path}", rec.path),
+                ));
+            }
+            let def = self.defs.resource_at(&rec.path).ok_or_else(|| {
+                refuse(ResponseCode::NotFound, format!("no resource {}", rec.path))
+            })?;
+            if !def.operations.writable() {
+                return Err(refuse(
+                    ResponseCode::MethodNotAllowed,
+                    format!("{} is not writable", rec.path),
+                ));
+            }
+            if def.multiple != (rec.path.level() == 4) && rec.path.level() >= 3 {
+                return Err(refuse(
+                    ResponseCode::BadRequest,
+                    format!(
+                        "{}: {} resource written at the wrong level",
+                        rec.path,
+                        if def.multiple { "multiple" } else { "single" }
+                    ),
+                ));
+            }
+            let value = rec
+                .value
+                .coerce(def.kind)
+                .map_err(|e| refuse(ResponseCode::BadRequest, format!("{}: {e}", rec.path)))?;
+            checked.push((rec.path, value));
+        }
+        if replace && path.resource_id().is_some() && path.resource_instance_id().is_none() {
+            // Replacing a multiple resource drops the instances not written.
+            self.values
+                .retain(|p, _| !(p.level() == 4 && path.is_prefix_of(p)));
+        }
+        let mut changed = Vec::new();
+        for (p, v) in checked {
+            if self.values.get(&p) != Some(&v) {
+                changed.push(p);
+            }
+            self.values.insert(p, v);
+        }
+        Ok(changed)
+    }
+
+    /// Execute: checks that `path` is an executable resource of an existing instance.
+    pub fn check_execute(&self, path: &ObjectPath) -> Result<(), Refusal> {
+        self.check_object(path)?;
+        if path.resource_id().is_none() || path.resource_instance_id().is_some() {
+            return Err(refuse(
+                ResponseCode::MethodNotAllowed,
+                format!("Execute on {path}: not a resource"),
+            ));
+        }
+        let def = self
+            .defs
+            .resource_at(path)
+            .ok_or_else(|| refuse(ResponseCode::NotFound, format!("no resource {path}")))?;
+        if !def.operations.executable() {
+            return Err(refuse(
+                ResponseCode::MethodNotAllowed,
+                format!("{path} is not executable"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn store() -> ObjectStore {
+        let cfg = AgentConfig::try_parse_from([
+            "rig-agent",
+            "--server",
+            "coap://127.0.0.1:5683",
+            "--endpoint",
+            "ep9",
+            "--lifetime",
+            "300",
+        ])
+        .unwrap();
+        ObjectStore::factory(&cfg)
+    }
+
+    fn p(s: &str) -> ObjectPath {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn device_object_holds_configuration_c1_values() {
+        let s = store();
+        let recs = s.read(&p("/3/0")).unwrap();
+        let get = |path: &str| {
+            recs.iter()
+                .find(|r| r.path == p(path))
+                .map(|r| r.value.clone())
+        };
+        assert_eq!(get("/3/0/0"), Some(Value::String("rig".into())));
+        assert_eq!(get("/3/0/1"), Some(Value::String("rig-agent".into())));
+        assert_eq!(get("/3/0/2"), Some(Value::String("ep9".into())));
+        assert_eq!(get("/3/0/11/0"), Some(Value::Integer(0)));
+        assert_eq!(get("/3/0/16"), Some(Value::String("U".into())));
+        assert_eq!(s.get_u64(&p("/1/0/1")), Some(300));
+    }
+
+    #[test]
+    fn security_object_is_closed_to_servers() {
+        let mut s = store();
+        assert_eq!(
+            s.read(&p("/0")).unwrap_err().code,
+            ResponseCode::Unauthorized
+        );
+        assert_eq!(
+            s.write(&p("/0/0/0"), vec![Record::new(p("/0/0/0"), "x")], true)
+                .unwrap_err()
+                .code,
+            ResponseCode::Unauthorized
+        );
+    }
+
+    #[test]
+    fn write_checks_operations_and_types_before_changing_anything() {
+        let mut s = store();
+        let e = s
+            .write(&p("/1/0/0"), vec![Record::new(p("/1/0/0"), 5i64)], true)
+            .unwrap_err();
+        assert_eq!(e.code, ResponseCode::MethodNotAllowed);
+        let e = s
+            .write(
+                &p("/1/0"),
+                vec![
+                    Record::new(p("/1/0/1"), 20i64),
+                    Record::new(p("/1/0/6"), "yes"),
+                ],
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, ResponseCode::BadRequest);
+        assert_eq!(
+            s.get_u64(&p("/1/0/1")),
+            Some(300),
+            "nothing applied after a refused record"
+        );
+        let changed = s
+            .write(&p("/1/0/1"), vec![Record::new(p("/1/0/1"), 20i64)], true)
+            .unwrap();
+        assert_eq!(changed, vec![p("/1/0/1")]);
+        assert_eq!(s.get(&p("/1/0/1")), Some(&Value::UnsignedInteger(20)));
+    }
+
+    #[test]
+    fn reads_refuse_missing_and_unreadable_paths() {
+        let s = store();
+        assert_eq!(s.read(&p("/5")).unwrap_err().code, ResponseCode::NotFound);
+        assert_eq!(s.read(&p("/3/1")).unwrap_err().code, ResponseCode::NotFound);
+        assert_eq!(
+            s.read(&p("/3/0/4")).unwrap_err().code,
+            ResponseCode::MethodNotAllowed
+        );
+        assert_eq!(
+            s.read(&p("/3/0/9")).unwrap_err().code,
+            ResponseCode::NotFound
+        );
+    }
+
+    #[test]
+    fn execute_only_on_executable_resources() {
+        let s = store();
+        assert!(s.check_execute(&p("/1/0/8")).is_ok());
+        assert!(s.check_execute(&p("/3/0/4")).is_ok());
+        assert_eq!(
+            s.check_execute(&p("/1/0/1")).unwrap_err().code,
+            ResponseCode::MethodNotAllowed
+        );
+        assert_eq!(
+            s.check_execute(&p("/1/0")).unwrap_err().code,
+            ResponseCode::MethodNotAllowed
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! One module per `rig` command, plus what they share (loading files).
+
+pub(crate) mod completions;
+pub(crate) mod doctor;
+pub(crate) mod list;
+pub(crate) mod run;
+
+use std::path::{Path, PathBuf};
+
+use rig_bench::file::Bench;
+use rig_suite::engine::SuiteSelection;
+
+use crate::exit;
+
+/// Loads the bench file, or prints every problem in it and returns exit code 3.
+pub(crate) fn load_bench(path: &Path) -> Result<Bench, u8> {
+    Bench::load(path).map_err(|diags| {
+        eprintln!("{diags}");
+        eprintln!(
+            "error: the bench file {} is invalid (see above)",
+            path.display()
+        );
+        exit::USAGE
+    })
+}
+
+/// Loads suite files into selections, printing every problem of every file
+/// (not only the first file's) before returning exit code 3.
+pub(crate) fn load_suites(paths: &[PathBuf]) -> Result<Vec<SuiteSelection>, u8> {
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for path in paths {
+        let ids = rig_suite::cases::all().iter().map(|c| c.meta.id);
+        let loaded = rig_suite::file::SuiteFile::load(path)
+            .and_then(|suite| suite.check_selectors(ids).map(|()| suite));
+        match loaded {
+            Ok(suite) => out.push(suite.selection()),
+            Err(diags) => {
+                eprintln!("{diags}");
+                bad += 1;
+            }
+        }
+    }
+    if bad > 0 {
+        eprintln!(
+            "error: {bad} suite file{} invalid (see above)",
+            if bad == 1 { " is" } else { "s are" }
+        );
+        return Err(exit::USAGE);
+    }
+    Ok(out)
+}

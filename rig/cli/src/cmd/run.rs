@@ -1,0 +1,245 @@
+//! `rig run`: load, prepare, execute, record, finish (ARCHITECTURE §1).
+//!
+//! This module only wires the pieces together: bench and suite files → a plan
+//! (rig-suite), the LwM2M server (rig-services) and the DUT (rig-bench), the
+//! engine's events → the reporters (rig-report) and the progress output, and
+//! Ctrl-C → the engine's cancellation token.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rig_bench::file::{Bench, NetworkSpec};
+use rig_report::events::{BenchInfo, RunInfo};
+use rig_report::junit::JunitReporter;
+use rig_report::markdown::MarkdownReporter;
+use rig_report::record::RecordReporter;
+use rig_report::{Fanout, Reporter as _};
+use rig_services::lwm2m::Lwm2mServer;
+use rig_suite::engine::{self, PlanOptions, Rig, RunResult, RunSettings};
+use tokio_util::sync::CancellationToken;
+
+use crate::progress::Progress;
+use crate::{DEFAULT_SUITE, RunArgs, exit};
+
+/// Runs `rig run`; returns the exit code.
+pub(crate) fn main(args: RunArgs) -> u8 {
+    // Load: every problem in the bench and suite files, then the plan.
+    let bench = match super::load_bench(&args.bench.bench) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let suite_paths = if args.suites.is_empty() {
+        vec![PathBuf::from(DEFAULT_SUITE)]
+    } else {
+        args.suites.clone()
+    };
+    let suites = match super::load_suites(&suite_paths) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let run_time_scale = args
+        .time_scale
+        .or_else(|| suites.iter().find_map(|s| s.time_scale))
+        .unwrap_or(1.0);
+    let options = PlanOptions {
+        filters: args.filter.clone(),
+        features: bench.features.clone(),
+        allow_empty: args.allow_empty,
+    };
+    let plan = match engine::plan(suites, rig_suite::cases::all(), &options) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+
+    let run_id = run_id();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("reports").join(&run_id));
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!(
+            "error: cannot create the report folder {}: {e}",
+            out.display()
+        );
+        return exit::USAGE;
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::INFRA;
+        }
+    };
+    let cancel = CancellationToken::new();
+    runtime.block_on(async {
+        if let Err(e) = watch_signals(cancel.clone()) {
+            eprintln!("error: cannot install the Ctrl-C handler: {e}");
+            return exit::INFRA;
+        }
+        let mut info = RunInfo {
+            run_id: run_id.clone(),
+            invocation: std::env::args().collect(),
+            bench: BenchInfo {
+                name: bench.name.clone(),
+                path: args.bench.bench.display().to_string(),
+                features: bench.features.iter().cloned().collect(),
+                dut: BTreeMap::new(),
+            },
+            versions: BTreeMap::from([("rig".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
+            suites: suite_paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            time_scale: run_time_scale,
+            started_at: rig_report::now_rfc3339(),
+        };
+        let mut reporters = Fanout::new();
+        reporters.push(Box::new(Progress::new()));
+        reporters.push(Box::new(JunitReporter::new(&out)));
+        reporters.push(Box::new(RecordReporter::new(&out)));
+        reporters.push(Box::new(MarkdownReporter::new(&out)));
+        let (server, dut) = match prepare(&bench, &out).await {
+            Ok(p) => p,
+            Err(message) => {
+                // Still write the reports, every case not run with the reason,
+                // so CI shows what happened.
+                eprintln!("error: {message}");
+                let result = engine::abort(&plan, info, &message, &mut |event| {
+                    let _ = reporters.handle(event);
+                });
+                return finish(&result, &out, reporters.take_errors()).max(exit::INFRA);
+            }
+        };
+        info.bench.dut = dut.identity();
+        let settings = RunSettings {
+            time_scale: args.time_scale,
+            case_timeout_scale: bench.timeouts.case_scale,
+            run_timeout: None,
+            fail_fast: args.fail_fast,
+            evidence_dir: out.clone(),
+            endpoint: format!("rig-{}", run_id.to_lowercase()),
+        };
+        let rig = Rig { server, dut };
+        let (result, rig) = engine::run(&plan, info, rig, &settings, &cancel, &mut |event| {
+            let _ = reporters.handle(event);
+        })
+        .await;
+        rig.server.shutdown();
+        drop(rig);
+        finish(&result, &out, reporters.take_errors())
+    })
+}
+
+/// Starts the services and opens the DUT.
+async fn prepare(
+    bench: &Bench,
+    out: &Path,
+) -> Result<(Lwm2mServer, Box<dyn rig_bench::dut::Dut>), String> {
+    match &bench.network {
+        NetworkSpec::Loopback => {}
+        other => {
+            return Err(format!(
+                "{}: network kind `{}` needs the simulated network, which this build cannot set \
+                 up yet; use a bench with network = {{ kind = \"loopback\" }} (hardware/loopback.toml)",
+                bench.path.display(),
+                other.as_str()
+            ));
+        }
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = Lwm2mServer::bind(addr)
+        .await
+        .map_err(|e| format!("cannot start the LwM2M server on {addr}: {e}"))?;
+    let dut = rig_bench::target::open(bench, out).map_err(|e| {
+        server.shutdown();
+        format!("cannot open the DUT of bench `{}`: {e}", bench.name)
+    })?;
+    Ok((server, dut))
+}
+
+/// Prints where the reports are and the summary line; returns the exit code.
+fn finish(result: &RunResult, out: &Path, errors: Vec<rig_report::ReportError>) -> u8 {
+    let s = &result.summary;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    println!(
+        "{} passed, {} failed, {} inconclusive, {} out of time, {} errors, {} not applicable, {} not run ({})",
+        s.pass,
+        s.fail,
+        s.inconclusive,
+        s.out_of_time,
+        s.error,
+        s.not_applicable,
+        s.not_run,
+        result.outcome
+    );
+    println!("report: {}", out.join("report.md").display());
+    println!("junit:  {}", out.join("junit.xml").display());
+    let code = engine::exit_code(result);
+    if errors.is_empty() {
+        code
+    } else {
+        code.max(exit::INFRA)
+    }
+}
+
+/// A run id: the UTC start time and four random lower-case letters,
+/// e.g. `20261127T210405Z-kqzt`.
+fn run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let stamp = now
+        .format(&format)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    let suffix: String = (0..4)
+        .map(|_| char::from(rand::random_range(b'a'..=b'z')))
+        .collect();
+    format!("{stamp}-{suffix}")
+}
+
+/// First SIGINT/SIGTERM: cancel the run (the engine records the running case
+/// as interrupted and writes the reports). Second: quit at once with exit 4;
+/// the reports on disk are the last ones written atomically, so they stay valid.
+fn watch_signals(cancel: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("\nrig: interrupted; writing the reports (Ctrl-C again quits at once)");
+        cancel.cancel();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("rig: quitting at once; the reports on disk are the last complete ones");
+        std::process::exit(4);
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_a_utc_timestamp_and_a_random_suffix() {
+        let id = run_id();
+        let (stamp, suffix) = id.split_once('-').unwrap();
+        assert_eq!(stamp.len(), 16, "{id}");
+        assert!(stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T', "{id}");
+        assert_eq!(suffix.len(), 4);
+        assert!(suffix.chars().all(|c| c.is_ascii_lowercase()), "{id}");
+    }
+}

@@ -1,0 +1,599 @@
+//! End-to-end tests of the real `rig` binary against the real reference agent
+//! (`rig-agent`), each in its own temp folder, over loopback.
+//!
+//! They check what a user and a CI system see: exit codes, `junit.xml`
+//! (parsed, so it must be well-formed), `run.json` (verdicts, messages) and the
+//! console evidence. Every wait is bounded: a child that runs too long is
+//! killed and the test fails.
+
+#![allow(clippy::panic, clippy::unwrap_used)] // test helpers may panic: that is how a test fails
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const RIG: &str = env!("CARGO_BIN_EXE_rig");
+
+/// The workspace root: bench and suite paths in tests are relative to it.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Makes sure `rig-agent` sits next to `rig` (where rig-bench looks for it).
+/// `cargo xtask test` builds the whole workspace first; a plain
+/// `cargo test -p rig` may not have, so build it once here.
+fn ensure_agent() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let agent = Path::new(RIG).with_file_name("rig-agent");
+        if agent.is_file() {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "rig-agent"])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build -p rig-agent");
+        assert!(status.success(), "cargo build -p rig-agent failed");
+        assert!(
+            agent.is_file(),
+            "{} still missing after the build",
+            agent.display()
+        );
+    });
+}
+
+fn rig(args: &[&str]) -> Command {
+    let mut c = Command::new(RIG);
+    c.args(args).current_dir(root()).env_remove("RIG_AGENT");
+    c
+}
+
+/// Waits for a child at most `limit`, killing it (and failing) past that.
+fn wait_bounded(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "rig ran longer than {limit:?}; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_bounded(child, limit)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn read_json(dir: &Path) -> serde_json::Value {
+    let raw = std::fs::read_to_string(dir.join("run.json")).unwrap();
+    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("run.json invalid: {e}\n{raw}"))
+}
+
+/// `(status element or "success", message)` of each testcase in junit.xml,
+/// which must parse.
+fn junit_cases(dir: &Path) -> Vec<(String, String, Option<String>)> {
+    let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml)
+        .unwrap_or_else(|e| panic!("junit.xml is not well-formed: {e}\n{xml}"));
+    doc.descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|tc| {
+            let name = tc.attribute("name").unwrap().to_string();
+            let status = tc.children().find(|c| {
+                c.is_element() && ["failure", "error", "skipped"].contains(&c.tag_name().name())
+            });
+            match status {
+                None => (name, "success".to_string(), None),
+                Some(s) => (
+                    name,
+                    s.tag_name().name().to_string(),
+                    s.attribute("message").map(str::to_string),
+                ),
+            }
+        })
+        .collect()
+}
+
+fn status_of(out: &Output) -> i32 {
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("rig died by a signal: {:?}", out.status))
+}
+
+#[test]
+fn the_smoke_suite_passes_against_the_agent_and_writes_every_report() {
+    ensure_agent();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = run_bounded(
+        rig(&[
+            "run",
+            "suites/smoke.toml",
+            "--bench",
+            "hardware/loopback.toml",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        Duration::from_secs(180),
+    );
+    let stdout = text(&o.stdout);
+    assert_eq!(
+        status_of(&o),
+        0,
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&o.stderr)
+    );
+    // One progress line per case (stdout is not a terminal), and the summary.
+    for n in 101..=104 {
+        assert!(
+            stdout.contains(&format!("LightweightM2M-1.1-int-{n}")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("[4/4] LightweightM2M-1.1-int-104"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains(&out.join("report.md").display().to_string()),
+        "{stdout}"
+    );
+
+    let cases = junit_cases(&out);
+    assert_eq!(cases.len(), 4);
+    for (name, status, msg) in &cases {
+        assert_eq!(status, "success", "{name}: {msg:?}");
+    }
+    let json = read_json(&out);
+    assert_eq!(json["schema"], 1);
+    assert_eq!(json["outcome"], "completed");
+    assert_eq!(json["summary"]["pass"], 4);
+    assert_eq!(json["bench"]["name"], "loopback");
+    assert_eq!(json["invocation"][1], "run");
+    for case in json["cases"].as_array().unwrap() {
+        assert_eq!(case["verdict"], "pass", "{case}");
+        assert_eq!(case["ran"], true);
+        let log = case["artifacts"][0]["path"].as_str().unwrap();
+        assert!(out.join(log).is_file(), "missing evidence {log}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| State | completed |"), "{md}");
+    // The whole console, from start to end, is kept too.
+    assert!(out.join("console/dut.log").is_file());
+}
+
+/// Starts a smoke run on the loopback bench and returns once its first case
+/// has finished (the second, int-102, takes about 10 s, so a signal sent now
+/// lands in it). Returns the child, the lines seen and the rest of stdout.
+fn start_smoke_and_wait_first_case(
+    out: &Path,
+) -> (Child, Vec<String>, std::sync::mpsc::Receiver<String>) {
+    let mut child = rig(&[
+        "run",
+        "suites/smoke.toml",
+        "--bench",
+        "hardware/loopback.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.iter().any(|l: &String| l.starts_with("[1/4]")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no first case line within 60 s; saw {seen:?}");
+            }
+        }
+    }
+    (child, seen, rx)
+}
+
+fn sigint(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+}
+
+#[test]
+fn ctrl_c_records_the_running_case_as_interrupted_and_the_rest_as_not_run() {
+    ensure_agent();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (child, seen, rx) = start_smoke_and_wait_first_case(&out);
+    std::thread::sleep(Duration::from_millis(500));
+    sigint(&child);
+    let o = wait_bounded(child, Duration::from_secs(30));
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(
+        status_of(&o),
+        4,
+        "stdout: {seen:?} {rest:?}\nstderr:\n{}",
+        text(&o.stderr)
+    );
+
+    // The partial junit.xml is well-formed, and says what happened to each case.
+    let cases = junit_cases(&out);
+    assert_eq!(cases.len(), 4);
+    assert_eq!(cases[0].1, "success");
+    assert_eq!(cases[1].1, "error");
+    assert_eq!(cases[1].2.as_deref(), Some("interrupted by user (Ctrl-C)"));
+    for (name, status, msg) in &cases[2..] {
+        assert_eq!(status, "skipped", "{name}");
+        assert_eq!(
+            msg.as_deref(),
+            Some("not run: run interrupted by user (Ctrl-C)"),
+            "{name}"
+        );
+    }
+    let json = read_json(&out);
+    assert_eq!(json["outcome"], "interrupted");
+    assert_eq!(json["summary"]["not_run"], 2);
+    assert_eq!(json["cases"][1]["verdict"], "error");
+    assert_eq!(json["cases"][2]["ran"], false);
+    assert_eq!(json["cases"][3]["ran"], false);
+}
+
+#[test]
+fn a_second_ctrl_c_quits_at_once_and_leaves_a_valid_report() {
+    ensure_agent();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (child, _seen, _rx) = start_smoke_and_wait_first_case(&out);
+    sigint(&child);
+    std::thread::sleep(Duration::from_millis(20));
+    sigint(&child);
+    let o = wait_bounded(child, Duration::from_secs(30));
+    assert_eq!(status_of(&o), 4, "stderr:\n{}", text(&o.stderr));
+    // Whatever the last complete write was, it parses and lists every case.
+    assert_eq!(junit_cases(&out).len(), 4);
+    assert_eq!(read_json(&out)["cases"].as_array().unwrap().len(), 4);
+    assert_eq!(read_json(&out)["cases"][0]["verdict"], "pass");
+}
+
+#[test]
+fn a_process_dut_that_never_registers_fails_within_the_case_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = dir.path().join("sleeper.toml");
+    std::fs::write(
+        &bench,
+        "[bench]\nname = \"sleeper\"\n\n[target]\nkind = \"process\"\ncommand = [\"sleep\", \"100\"]\n\n[network]\nkind = \"loopback\"\n",
+    )
+    .unwrap();
+    let suite = dir.path().join("one.toml");
+    std::fs::write(
+        &suite,
+        "[suite]\nname = \"one\"\ncases = [\"LightweightM2M-1.1-int-101\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let started = Instant::now();
+    let o = run_bounded(
+        rig(&[
+            "run",
+            suite.to_str().unwrap(),
+            "--bench",
+            bench.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        Duration::from_secs(150),
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        status_of(&o),
+        1,
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let json = read_json(&out);
+    let case = &json["cases"][0];
+    let verdict = case["verdict"].as_str().unwrap();
+    assert!(["fail", "out_of_time"].contains(&verdict), "{case}");
+    let message = case["message"].as_str().unwrap();
+    assert!(
+        message.contains("Register"),
+        "the message should say what never came: {message}"
+    );
+    // Within the case's timeout (the library's, at time scale 1).
+    let timeout = rig_timeout_of("LightweightM2M-1.1-int-101");
+    assert!(
+        case["duration_s"].as_f64().unwrap() <= timeout.as_secs_f64() + 1.0,
+        "{case} (timeout {timeout:?})"
+    );
+    assert!(
+        took < timeout + Duration::from_secs(30),
+        "rig took {took:?}"
+    );
+    let junit = junit_cases(&out);
+    assert!(
+        ["failure", "error"].contains(&junit[0].1.as_str()),
+        "{junit:?}"
+    );
+}
+
+/// A case's timeout, as `rig list`… does not print it; read it from the
+/// library through the suite crate instead.
+fn rig_timeout_of(id: &str) -> Duration {
+    rig_suite::cases::find(id).unwrap().meta.timeout
+}
+
+#[test]
+fn a_dut_that_cannot_start_is_an_infrastructure_error_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = dir.path().join("missing.toml");
+    std::fs::write(
+        &bench,
+        "[bench]\nname = \"missing\"\n\n[target]\nkind = \"process\"\ncommand = [\"/nonexistent/dut\"]\n\n[network]\nkind = \"loopback\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let o = run_bounded(
+        rig(&[
+            "run",
+            "suites/smoke.toml",
+            "--bench",
+            bench.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        status_of(&o),
+        2,
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let json = read_json(&out);
+    let cases = json["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        // Every case was attempted: one DUT failure does not end the run.
+        assert_eq!(case["ran"], true, "{case}");
+        assert_eq!(case["verdict"], "error", "{case}");
+        let message = case["message"].as_str().unwrap();
+        assert!(
+            message.contains("/nonexistent/dut"),
+            "the message names the program: {message}"
+        );
+    }
+    assert!(junit_cases(&out).iter().all(|c| c.1 == "error"));
+}
+
+#[test]
+fn a_run_that_cannot_prepare_still_writes_reports_with_every_case_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = dir.path().join("netsim.toml");
+    // A simulated network is valid in a bench file, but this build cannot set
+    // one up: the run aborts before the first case.
+    std::fs::write(
+        &bench,
+        "[bench]\nname = \"netsim\"\n\n[target]\nkind = \"sim\"\n\n[network]\nkind = \"sim\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let o = run_bounded(
+        rig(&[
+            "run",
+            "--bench",
+            bench.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    let stderr = text(&o.stderr);
+    assert_eq!(status_of(&o), 2, "{stderr}");
+    assert!(stderr.contains("network kind `sim`"), "{stderr}");
+    let json = read_json(&out);
+    assert_eq!(json["outcome"], "aborted");
+    assert_eq!(json["summary"]["not_run"], 4);
+    let cases = junit_cases(&out);
+    assert_eq!(cases.len(), 4);
+    for (name, status, msg) in cases {
+        assert_eq!(status, "skipped", "{name}");
+        assert!(msg.unwrap().starts_with("not run: "), "{name}");
+    }
+}
+
+#[test]
+fn a_broken_bench_file_exits_3_naming_the_file_the_line_and_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = dir.path().join("broken.toml");
+    std::fs::write(
+        &bench,
+        "[bench]\nname = \"broken\"\n\n[target]\nkind = \"sim\"\nagnet = \"auto\"\n\n[network]\nkind = \"loopback\"\n",
+    )
+    .unwrap();
+    let o = run_bounded(
+        rig(&[
+            "run",
+            "--bench",
+            bench.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ]),
+        Duration::from_secs(30),
+    );
+    let stderr = text(&o.stderr);
+    assert_eq!(status_of(&o), 3, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:6:", bench.display())),
+        "should name file and line: {stderr}"
+    );
+    assert!(
+        stderr.contains("target.agnet"),
+        "should name the field: {stderr}"
+    );
+    assert!(stderr.contains("agent"), "should suggest the key: {stderr}");
+    assert!(
+        !dir.path().join("junit.xml").exists(),
+        "no run should have started"
+    );
+}
+
+#[test]
+fn a_broken_suite_file_exits_3_naming_the_file_and_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("bad.toml");
+    std::fs::write(
+        &suite,
+        "[suite]\nname = \"bad\"\ncases = [\"LightweightM2M-1.1-int-1011\"]\n",
+    )
+    .unwrap();
+    let o = run_bounded(
+        rig(&[
+            "run",
+            suite.to_str().unwrap(),
+            "--bench",
+            "hardware/loopback.toml",
+        ]),
+        Duration::from_secs(30),
+    );
+    let stderr = text(&o.stderr);
+    assert_eq!(status_of(&o), 3, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:3:", suite.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("suite.cases[0]"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_3_and_help_and_version_exit_0() {
+    for args in [
+        &["run", "--no-such-flag"][..],
+        &["frobnicate"],
+        &[],
+        &["run", "--time-scale", "0"],
+    ] {
+        let o = run_bounded(rig(args), Duration::from_secs(30));
+        assert_eq!(status_of(&o), 3, "rig {args:?}: {}", text(&o.stderr));
+    }
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["run", "--help"],
+        &["list", "--help"],
+    ] {
+        let o = run_bounded(rig(args), Duration::from_secs(30));
+        assert_eq!(status_of(&o), 0, "rig {args:?}: {}", text(&o.stderr));
+    }
+    let o = run_bounded(rig(&["run", "--help"]), Duration::from_secs(30));
+    let help = text(&o.stdout);
+    assert!(
+        help.contains("Examples:") && help.contains("suites/smoke.toml"),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_filter_that_matches_nothing_is_an_error_unless_empty_runs_are_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run_bounded(
+        rig(&[
+            "run",
+            "--bench",
+            "hardware/loopback.toml",
+            "--filter",
+            "nothing*",
+        ]),
+        Duration::from_secs(30),
+    );
+    let stderr = text(&o.stderr);
+    assert_eq!(status_of(&o), 3, "{stderr}");
+    assert!(stderr.contains("no case planned"), "{stderr}");
+
+    ensure_agent();
+    let out = dir.path().join("run");
+    let o = run_bounded(
+        rig(&[
+            "run",
+            "--bench",
+            "hardware/loopback.toml",
+            "--filter",
+            "nothing*",
+            "--allow-empty",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(status_of(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(read_json(&out)["summary"]["planned"], 0);
+    assert!(junit_cases(&out).is_empty());
+}
+
+#[test]
+fn list_doctor_and_completions_work_on_the_loopback_bench() {
+    ensure_agent();
+    let o = run_bounded(
+        rig(&["list", "--bench", "hardware/loopback.toml"]),
+        Duration::from_secs(30),
+    );
+    let stdout = text(&o.stdout);
+    assert_eq!(status_of(&o), 0, "{}", text(&o.stderr));
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("LightweightM2M-1.1-int-101"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        row.contains("Initial Registration") && row.contains("lwm2m"),
+        "{row}"
+    );
+    assert!(row.trim_end().ends_with("yes"), "{row}");
+
+    let o = run_bounded(
+        rig(&["doctor", "--bench", "hardware/loopback.toml"]),
+        Duration::from_secs(30),
+    );
+    let stdout = text(&o.stdout);
+    assert_eq!(status_of(&o), 0, "{stdout}");
+    assert!(stdout.contains('✓'), "{stdout}");
+
+    let o = run_bounded(rig(&["completions", "bash"]), Duration::from_secs(30));
+    assert_eq!(status_of(&o), 0);
+    assert!(text(&o.stdout).contains("rig"));
+}

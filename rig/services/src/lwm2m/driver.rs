@@ -1,0 +1,73 @@
+//! The server's socket task: a thin driver and nothing more.
+//!
+//! It owns the UDP socket and the [`ServerCore`], and loops: wait for a
+//! datagram, an operation request, the core's next deadline or shutdown →
+//! hand it to the core with the current time → send everything the core wants
+//! sent. It takes no protocol decision.
+
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::OpRequest;
+use super::core::ServerCore;
+
+/// The largest datagram the server accepts (CoAP over UDP, no IP fragmentation
+/// assumed, but a generous buffer so oversize input is seen, not truncated).
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Runs until shutdown fires or every handle is gone.
+pub(super) async fn run(
+    socket: UdpSocket,
+    mut core: ServerCore,
+    mut ops: mpsc::Receiver<OpRequest>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let epoch = Instant::now();
+    core.set_epoch(epoch);
+    let now = move || rig_proto::time::Instant::from_micros(epoch.elapsed().as_micros() as u64);
+    let to_tokio = move |t: rig_proto::time::Instant| epoch + Duration::from_micros(t.as_micros());
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut ops_open = true;
+    loop {
+        // Send everything pending before sleeping.
+        while let Some((peer, bytes)) = core.poll_transmit() {
+            // A send error on UDP (e.g. ICMP unreachable reported late) is a
+            // peer problem, not ours: the core's retransmission handles it.
+            let _ = socket.send_to(&bytes, peer).await;
+        }
+        let deadline = core.poll_timeout().map(to_tokio);
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+            received = socket.recv_from(&mut buf) => {
+                match received {
+                    Ok((n, peer)) => core.handle_datagram(now(), peer, &buf[..n]),
+                    // Linux reports ICMP port unreachable of an earlier send
+                    // as an error on the next receive; nothing to do.
+                    Err(_) => continue,
+                }
+            }
+            op = ops.recv(), if ops_open => {
+                match op {
+                    Some(op) => core.handle_op(now(), op),
+                    None => ops_open = false,
+                }
+            }
+            _ = sleep_until(deadline) => core.handle_timeout(now()),
+        }
+    }
+    core.shutdown();
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

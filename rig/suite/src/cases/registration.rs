@@ -1,0 +1,441 @@
+//! ETS registration cases (100-199): LightweightM2M-1.1-int-101 to -104.
+//!
+//! Each body follows the "Srv does" and "pass criteria" columns of the ETS
+//! catalogue (`shared/reference/oma-interop-cases.md` §2.2). Every wait is
+//! bounded and scaled by the run's time scale; every failure names what was
+//! expected and what was seen.
+
+use std::time::Duration;
+
+use rig_services::lwm2m::{self, ContentFormat, Registration, ServerEvent};
+use tokio::time::Instant;
+
+use crate::case::{
+    Area, CaseContext, CaseDef, CaseFailure, CaseMeta, CaseResult, EtsConfig, StartState,
+};
+use crate::start::{self, prompt_wait};
+
+const REQUIRES: &[&str] = &["lwm2m"];
+
+/// The lifetime (s) that 102 and 104 write to `/1/0/1`.
+const SHORT_LIFETIME_S: u32 = 20;
+
+/// The registration cases, in id order.
+pub(crate) fn cases() -> Vec<CaseDef> {
+    vec![
+        CaseDef {
+            meta: CaseMeta {
+                id: "LightweightM2M-1.1-int-101",
+                title: "Initial Registration",
+                area: Area::Registration,
+                requires: REQUIRES,
+                start: StartState::Stopped,
+                timeout: Duration::from_secs(60),
+                reading: Some(
+                    "The Register must carry ep, lwm2m=1.1 (or later 1.x) and the C.1 lifetime; \
+                     an absent lt is read as the default 86400 s and accepted, an absent b as the \
+                     default U. The object list must hold /1 and /3 links and no /0 (nor /21) link. \
+                     Any deviation the strict server recorded for the endpoint fails the case.",
+                ),
+            },
+            body: |cx| Box::pin(int_101(cx)),
+        },
+        CaseDef {
+            meta: CaseMeta {
+                id: "LightweightM2M-1.1-int-102",
+                title: "Registration Update",
+                area: Area::Registration,
+                requires: REQUIRES,
+                start: StartState::Registered(EtsConfig::C1),
+                timeout: Duration::from_secs(90),
+                reading: Some(
+                    "After the lifetime write, an Update with lt=20 must arrive promptly; then a \
+                     further Update (parameterless is expected; any Update of the endpoint counts) \
+                     must arrive before 20 s (scaled) have passed since the lt=20 Update.",
+                ),
+            },
+            body: |cx| Box::pin(int_102(cx)),
+        },
+        CaseDef {
+            meta: CaseMeta {
+                id: "LightweightM2M-1.1-int-103",
+                title: "Deregistration",
+                area: Area::Registration,
+                requires: REQUIRES,
+                start: StartState::Registered(EtsConfig::C3),
+                timeout: Duration::from_secs(60),
+                reading: None,
+            },
+            body: |cx| Box::pin(int_103(cx)),
+        },
+        CaseDef {
+            meta: CaseMeta {
+                id: "LightweightM2M-1.1-int-104",
+                title: "Registration Update Trigger",
+                area: Area::Registration,
+                requires: REQUIRES,
+                start: StartState::Registered(EtsConfig::C1),
+                timeout: Duration::from_secs(90),
+                reading: Some(
+                    "The 20 s lifetime is set with a Write on /1/0/1 (answered by an Update with \
+                     lt=20) before the trigger. After Execute /1/0/8, an Update with no parameters \
+                     must arrive promptly, and the client must still be registered 20 s (scaled) \
+                     after that lt=20 Update, the original lifetime.",
+                ),
+            },
+            body: |cx| Box::pin(int_104(cx)),
+        },
+    ]
+}
+
+fn path(p: &str) -> Result<lwm2m::ObjectPath, CaseFailure> {
+    p.parse()
+        .map_err(|e| CaseFailure::infra(format!("bad path `{p}` in the case: {e:?}")))
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// Fails if the strict server recorded any deviation for the endpoint.
+fn no_deviations(cx: &CaseContext) -> CaseResult {
+    let deviations = cx.server.deviations(&cx.endpoint);
+    if deviations.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = deviations.iter().map(|d| d.to_string()).collect();
+    Err(CaseFailure::fail(format!(
+        "the server recorded {} deviation(s) from endpoint `{}`: {}",
+        list.len(),
+        cx.endpoint,
+        list.join("; ")
+    )))
+}
+
+/// 101: Initial Registration.
+async fn int_101(cx: &mut CaseContext) -> CaseResult {
+    let cfg = start::dut_config(cx, EtsConfig::C1);
+    let (event, started) = start::start_and_wait_register(cx, &cfg, "C.1")
+        .await
+        .map_err(|f| {
+            // Here the Register *is* the case: no Register is a failure, not an
+            // unreached start state.
+            if f.verdict == rig_report::events::Verdict::Inconclusive {
+                CaseFailure::fail(f.message.replace("could not reach start state C.1: ", ""))
+            } else {
+                f
+            }
+        })?;
+    let ServerEvent::Registered {
+        registration: reg,
+        at,
+        ..
+    } = &event
+    else {
+        return Err(CaseFailure::infra(
+            "wait_for returned an event that is not a Register",
+        ));
+    };
+    cx.measure(
+        "registration.latency_s",
+        "s",
+        at.duration_since(started).as_secs_f64(),
+    );
+    check_register(cx, reg, cfg.lifetime_s)?;
+    no_deviations(cx)
+}
+
+/// The pass criteria of 101 on one registration.
+fn check_register(cx: &CaseContext, reg: &Registration, lifetime_s: u32) -> CaseResult {
+    let mut problems = Vec::new();
+    if reg.endpoint != cx.endpoint {
+        problems.push(format!(
+            "expected ep=`{}`, saw ep=`{}`",
+            cx.endpoint, reg.endpoint
+        ));
+    }
+    match reg.lifetime_s {
+        None => {} // default 86400 = the C.1 lifetime
+        Some(lt) if lt == lifetime_s => {}
+        Some(lt) => problems.push(format!(
+            "expected lt={lifetime_s} (configuration C.1), saw lt={lt}"
+        )),
+    }
+    match reg.lwm2m_version.as_deref() {
+        None => problems.push("expected lwm2m=1.1, saw no lwm2m parameter".to_string()),
+        Some(v) if v == "1.1" || v == "1.2" => {}
+        Some(v) => problems.push(format!("expected lwm2m=1.1, saw lwm2m={v}")),
+    }
+    match reg.binding.as_deref() {
+        None | Some("U") => {}
+        Some(b) => problems.push(format!("expected b=U (configuration C.1), saw b={b}")),
+    }
+    let links = &reg.object_links;
+    let has_object = |o: u16| links.iter().any(|l| link_object(l) == Some(o));
+    for mandatory in [1u16, 3] {
+        if !has_object(mandatory) {
+            problems.push(format!(
+                "expected a link to object /{mandatory} in the object list, saw {}",
+                show_links(links)
+            ));
+        }
+    }
+    for forbidden in [0u16, 21] {
+        if has_object(forbidden) {
+            problems.push(format!(
+                "expected no /{forbidden} link in the object list, saw {}",
+                show_links(links)
+            ));
+        }
+    }
+    if reg.location.is_empty() {
+        problems.push("the server answered without a Location-Path".to_string());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CaseFailure::fail(format!(
+            "Register from `{}`: {}",
+            reg.endpoint,
+            problems.join("; ")
+        )))
+    }
+}
+
+/// The object id a link target such as `/3/0` names, if any.
+fn link_object(target: &str) -> Option<u16> {
+    target
+        .trim_start_matches('/')
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn show_links(links: &[String]) -> String {
+    if links.is_empty() {
+        "an empty list".to_string()
+    } else {
+        links
+            .iter()
+            .map(|l| format!("<{l}>"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Writes `/1/0/1` = `lifetime` (text) and waits for the Update with that lt.
+/// Returns the time the Update arrived.
+async fn write_lifetime(cx: &mut CaseContext, lifetime: u32) -> Result<Instant, CaseFailure> {
+    let mut events = cx.server.events();
+    cx.step(format!("writing /1/0/1 = {lifetime}"));
+    let resp = cx
+        .server
+        .write(
+            &cx.endpoint,
+            &path("/1/0/1")?,
+            ContentFormat::Text,
+            lifetime.to_string().into_bytes(),
+        )
+        .await
+        .map_err(|e| {
+            CaseFailure::fail(format!(
+                "Write /1/0/1 = {lifetime}: expected 2.04 Changed, got {e}"
+            ))
+        })?;
+    if resp.code != lwm2m::Code::CHANGED {
+        return Err(CaseFailure::fail(format!(
+            "Write /1/0/1 = {lifetime}: expected 2.04 Changed, got {}",
+            resp.code
+        )));
+    }
+    let wait = prompt_wait(cx, Duration::from_secs(u64::from(lifetime)));
+    let ep = cx.endpoint.clone();
+    let update = lwm2m::wait_for(&mut events, wait, |e| {
+        matches!(e, ServerEvent::Updated { endpoint, update, .. } if *endpoint == ep && update.lifetime_s == Some(lifetime))
+    })
+    .await;
+    match update {
+        Some(ServerEvent::Updated { at, .. }) => Ok(at),
+        _ => {
+            let last = cx
+                .server
+                .registration(&cx.endpoint)
+                .map(|r| describe_last_update(&r))
+                .unwrap_or_else(|| "the endpoint is no longer registered".to_string());
+            Err(CaseFailure::fail(format!(
+                "expected an Update with lt={lifetime} within {} of the Write; saw none ({last})",
+                secs(wait)
+            )))
+        }
+    }
+}
+
+fn describe_last_update(reg: &Registration) -> String {
+    match (reg.last_update_at, &reg.last_update) {
+        (Some(at), Some(params)) => {
+            format!("last Update {} ago with {}", secs(at.elapsed()), params)
+        }
+        _ => format!(
+            "no Update since the Register {} ago",
+            secs(reg.registered_at.elapsed())
+        ),
+    }
+}
+
+/// 102: Registration Update.
+async fn int_102(cx: &mut CaseContext) -> CaseResult {
+    let mut events = cx.server.events();
+    let first = write_lifetime(cx, SHORT_LIFETIME_S).await?;
+    let window = cx.scaled(Duration::from_secs(u64::from(SHORT_LIFETIME_S)));
+    cx.step(format!(
+        "waiting for the next Update within {}",
+        secs(window)
+    ));
+    let ep = cx.endpoint.clone();
+    let deadline = first + window;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let next = lwm2m::wait_for(&mut events, remaining, |e| match e {
+        ServerEvent::Updated { endpoint, at, .. } => *endpoint == ep && *at > first,
+        ServerEvent::Deregistered { endpoint, .. } | ServerEvent::Expired { endpoint, .. } => {
+            *endpoint == ep
+        }
+        _ => false,
+    })
+    .await;
+    match next {
+        Some(ServerEvent::Updated { at, .. }) => {
+            let interval = at.duration_since(first);
+            // Report in protocol seconds (time scale 1), so runs compare.
+            cx.measure(
+                "registration.update_interval_s",
+                "s",
+                interval.as_secs_f64() * cx.time_scale.max(1.0),
+            );
+            no_deviations(cx)
+        }
+        Some(ServerEvent::Expired { .. }) => Err(CaseFailure::fail(format!(
+            "expected an Update within the lifetime of {SHORT_LIFETIME_S} s; the registration expired after {} without one",
+            secs(Instant::now().duration_since(first))
+        ))),
+        Some(other) => Err(CaseFailure::fail(format!(
+            "expected an Update within {}; the client de-registered instead ({other:?})",
+            secs(window)
+        ))),
+        None => Err(CaseFailure::fail(format!(
+            "expected an Update within {} of the lt={SHORT_LIFETIME_S} Update; saw none",
+            secs(window)
+        ))),
+    }
+}
+
+/// 103: Deregistration.
+async fn int_103(cx: &mut CaseContext) -> CaseResult {
+    let mut events = cx.server.events();
+    cx.step("executing /1/0/4 (Disable)");
+    let resp = cx
+        .server
+        .execute(&cx.endpoint, &path("/1/0/4")?, None)
+        .await
+        .map_err(|e| {
+            CaseFailure::fail(format!("Execute /1/0/4: expected 2.04 Changed, got {e}"))
+        })?;
+    if resp.code != lwm2m::Code::CHANGED {
+        return Err(CaseFailure::fail(format!(
+            "Execute /1/0/4: expected 2.04 Changed, got {}",
+            resp.code
+        )));
+    }
+    let wait = prompt_wait(cx, Duration::from_secs(10));
+    let ep = cx.endpoint.clone();
+    let gone = lwm2m::wait_for(
+        &mut events,
+        wait,
+        |e| matches!(e, ServerEvent::Deregistered { endpoint, .. } if *endpoint == ep),
+    )
+    .await;
+    if gone.is_none() {
+        return Err(CaseFailure::fail(format!(
+            "expected a De-register (DELETE /rd/...) within {} of the Disable; saw none",
+            secs(wait)
+        )));
+    }
+    if let Some(reg) = cx.server.registration(&cx.endpoint) {
+        return Err(CaseFailure::fail(format!(
+            "after the De-register, endpoint `{}` is still in the registry (location {})",
+            cx.endpoint, reg.location
+        )));
+    }
+    no_deviations(cx)
+}
+
+/// 104: Registration Update Trigger.
+async fn int_104(cx: &mut CaseContext) -> CaseResult {
+    let lt_update = write_lifetime(cx, SHORT_LIFETIME_S).await?;
+    let mut events = cx.server.events();
+    cx.step("executing /1/0/8 (Registration Update Trigger)");
+    let resp = cx
+        .server
+        .execute(&cx.endpoint, &path("/1/0/8")?, None)
+        .await
+        .map_err(|e| {
+            CaseFailure::fail(format!("Execute /1/0/8: expected 2.04 Changed, got {e}"))
+        })?;
+    if resp.code != lwm2m::Code::CHANGED {
+        return Err(CaseFailure::fail(format!(
+            "Execute /1/0/8: expected 2.04 Changed, got {}",
+            resp.code
+        )));
+    }
+    let wait = prompt_wait(cx, Duration::from_secs(10));
+    let ep = cx.endpoint.clone();
+    let triggered = lwm2m::wait_for(
+        &mut events,
+        wait,
+        |e| matches!(e, ServerEvent::Updated { endpoint, .. } if *endpoint == ep),
+    )
+    .await;
+    match triggered {
+        Some(ServerEvent::Updated { update, .. }) if update.is_empty() => {}
+        Some(ServerEvent::Updated { update, .. }) => {
+            return Err(CaseFailure::fail(format!(
+                "expected an Update with no parameters after Execute /1/0/8; saw an Update with {update}"
+            )));
+        }
+        _ => {
+            return Err(CaseFailure::fail(format!(
+                "expected an Update within {} of Execute /1/0/8; saw none",
+                secs(wait)
+            )));
+        }
+    }
+    // Still registered after the original lifetime (counted from the lt=20 Update).
+    let original = cx.scaled(Duration::from_secs(u64::from(SHORT_LIFETIME_S)));
+    let check_at = lt_update + original + cx.scaled(Duration::from_secs(1));
+    cx.step(format!(
+        "checking the registration is alive after the original lifetime ({})",
+        secs(original)
+    ));
+    tokio::time::sleep_until(check_at).await;
+    if cx.server.registration(&cx.endpoint).is_none() {
+        return Err(CaseFailure::fail(format!(
+            "expected endpoint `{}` still registered {} after the lt={SHORT_LIFETIME_S} Update; it is gone",
+            cx.endpoint,
+            secs(original)
+        )));
+    }
+    no_deviations(cx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_object_reads_the_object_id() {
+        assert_eq!(link_object("/3/0"), Some(3));
+        assert_eq!(link_object("/1"), Some(1));
+        assert_eq!(link_object("/"), None);
+        assert_eq!(link_object("/33333/0"), Some(33333));
+    }
+}
