@@ -31,7 +31,7 @@ use rig_proto::registration::{
 };
 use rig_proto::time::Instant;
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Deviation};
 use crate::console::{Command, Output};
 use crate::objects::{ObjectStore, Refusal};
 
@@ -161,7 +161,9 @@ impl Client {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.coap.handle_timeout(now);
         self.process(now);
-        self.reg.handle_timeout(now);
+        if !self.cfg.deviates(Deviation::NoPeriodicUpdate) {
+            self.reg.handle_timeout(now);
+        }
         if self.disabled_until.is_some_and(|t| t <= now) {
             self.disabled_until = None;
             self.log("disable timeout over: registering again".into());
@@ -238,6 +240,10 @@ impl Client {
         }
     }
 
+    fn binding(&self) -> String {
+        self.store.get_str(&ObjectPath::resource(1, 0, 7)).unwrap_or("U").to_string()
+    }
+
     fn lifetime_s(&self) -> u64 {
         self.store
             .get_u64(&ObjectPath::resource(1, 0, 1))
@@ -249,9 +255,16 @@ impl Client {
         if self.reg_request.is_some() {
             return;
         }
-        let Some(req) = self.reg.poll_request(now) else {
+        let Some(mut req) = self.reg.poll_request(now) else {
             return;
         };
+        if self.cfg.deviates(Deviation::NoLwm2mVersion) {
+            let queries: Vec<String> = message::uri_queries(&req).into_iter().filter(|q| !q.starts_with("lwm2m=")).collect();
+            req.clear_option(CoapOption::UriQuery);
+            for q in &queries {
+                message::add_uri_query(&mut req, q);
+            }
+        }
         let line = describe(&req);
         match self.coap.send_request(now, self.server, req) {
             Ok(id) => {
@@ -456,8 +469,19 @@ impl Client {
             Some(Err(())) => return message::response(ResponseCode::BadOption),
         };
         if accept == Some(ContentFormat::Link) {
-            // Discover is not implemented yet.
-            return message::response(ResponseCode::NotImplemented);
+            return match self.store.discover(path) {
+                Ok(links) => {
+                    let mut resp = message::response(ResponseCode::Content);
+                    message::set_uint_option(
+                        &mut resp,
+                        CoapOption::ContentFormat,
+                        u32::from(ContentFormat::Link.as_u16()),
+                    );
+                    resp.payload = link::format(&links).into_bytes();
+                    resp
+                }
+                Err(r) => self.refused(r),
+            };
         }
         let records = match self.store.read(path) {
             Ok(r) => r,
@@ -556,10 +580,8 @@ impl Client {
             (3, 5) => Some(Action::FactoryReset),
             _ => None,
         };
-        match action {
-            Some(a) => (message::response(ResponseCode::Changed), Some(a)),
-            None => (message::response(ResponseCode::NotImplemented), None),
-        }
+        // The store only accepts the executables listed above.
+        (message::response(ResponseCode::Changed), action)
     }
 
     fn refused(&mut self, r: Refusal) -> Packet {
@@ -570,22 +592,24 @@ impl Client {
     fn act(&mut self, now: Instant, action: Action) {
         match action {
             Action::UpdateWith(params) => {
-                if params.lifetime {
+                if params.lifetime && !self.cfg.deviates(Deviation::IgnoreLifetimeWrite) {
                     let lt = u32::try_from(self.lifetime_s()).unwrap_or(u32::MAX);
                     self.reg.set_lifetime(now, lt);
                 }
                 if params.binding {
-                    let b = self
-                        .store
-                        .get_str(&ObjectPath::resource(1, 0, 7))
-                        .unwrap_or("U")
-                        .to_string();
+                    let b = self.binding();
                     self.reg.set_binding(now, &b);
                 }
                 if !params.lifetime && !params.binding {
-                    self.reg.trigger_update(now);
+                    if self.cfg.deviates(Deviation::TriggerUpdateWithParams) {
+                        // set_binding always marks `b` for the next Update.
+                        self.reg.set_binding(now, &self.binding());
+                    } else {
+                        self.reg.trigger_update(now);
+                    }
                 }
             }
+            Action::Disable if self.cfg.deviates(Deviation::IgnoreDisable) => {}
             Action::Disable => {
                 self.after_deregister = Some(AfterDeregister::Disable);
                 self.reg.deregister(now);
@@ -653,7 +677,7 @@ fn registration_config(cfg: &AgentConfig, store: &ObjectStore) -> RegistrationCo
     let mut rc = RegistrationConfig::new(
         &cfg.endpoint,
         u32::try_from(lifetime).unwrap_or(u32::MAX),
-        &object_links(store),
+        &object_links(store, cfg.deviates(Deviation::ListSecurityObject)),
     );
     rc.binding = Some(
         store
@@ -668,11 +692,11 @@ fn registration_config(cfg: &AgentConfig, store: &ObjectStore) -> RegistrationCo
 /// The registration's object list: every instance except the Security
 /// object's, with `ver` on objects whose version is not 1.0 (LwM2M 1.1 Core
 /// TS §6.2.1), in rig-proto's link format.
-fn object_links(store: &ObjectStore) -> String {
+fn object_links(store: &ObjectStore, list_security: bool) -> String {
     let mut links = Vec::new();
     let mut last_object = None;
     for (o, i) in store.instances() {
-        if o == crate::objects::SECURITY {
+        if o == crate::objects::SECURITY && !list_security {
             continue;
         }
         if last_object != Some(o) {

@@ -40,6 +40,29 @@ pub struct AgentConfig {
     /// Disable timeout `/1/0/5`, in seconds.
     #[arg(long, value_name = "S", default_value_t = 86_400)]
     pub disable_timeout: u32,
+    /// TEST ONLY: plant one specific protocol deviation, to prove the rig
+    /// catches it (repeatable). See firmware/agent/README.md.
+    #[arg(long = "deviate", value_name = "DEVIATION", value_enum, hide = true)]
+    pub deviate: Vec<Deviation>,
+}
+
+/// A deviation the agent can plant on purpose (test only): each one breaks
+/// exactly one pass criterion of one ETS case, so a test can prove that the
+/// rig fails that case and names the deviation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Deviation {
+    /// List the Security object `</0/0>` in the Register (int-101).
+    ListSecurityObject,
+    /// Omit the `lwm2m` parameter from the Register (int-101).
+    NoLwm2mVersion,
+    /// Answer a lifetime Write but send no Update with `lt` (int-102).
+    IgnoreLifetimeWrite,
+    /// Never send the periodic Update before the lifetime runs out (int-102).
+    NoPeriodicUpdate,
+    /// Answer Execute /1/x/4 (Disable) but do not de-register (int-103).
+    IgnoreDisable,
+    /// Answer Execute /1/x/8 with an Update that carries parameters (int-104).
+    TriggerUpdateWithParams,
 }
 
 fn parse_scale(s: &str) -> Result<f64, String> {
@@ -64,6 +87,11 @@ impl AgentConfig {
     /// A protocol duration divided by the time scale.
     pub fn scaled(&self, d: Duration) -> Duration {
         d.div_f64(self.time_scale)
+    }
+
+    /// Whether a test-only deviation is switched on.
+    pub fn deviates(&self, d: Deviation) -> bool {
+        self.deviate.contains(&d)
     }
 
     /// The time scale as the integer divisor rig-proto's timers take (rounded).

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rig_proto::coap::ResponseCode;
+use rig_proto::link::{Link, LinkParam};
 use rig_proto::object::{Registry, ResourceType};
 use rig_proto::path::ObjectPath;
 use rig_proto::value::{Record, Value};
@@ -48,6 +49,9 @@ pub struct ObjectStore {
     defs: Registry,
     instances: BTreeSet<(u16, u16)>,
     values: BTreeMap<ObjectPath, Value>,
+    /// The executable resources this agent implements (the others of the
+    /// definitions are absent: 4.04).
+    executables: BTreeSet<ObjectPath>,
 }
 
 impl ObjectStore {
@@ -58,6 +62,7 @@ impl ObjectStore {
             defs: Registry::core(),
             instances: BTreeSet::new(),
             values: BTreeMap::new(),
+            executables: BTreeSet::new(),
         };
         let r = ObjectPath::resource;
         s.instances.insert((SECURITY, 0));
@@ -82,7 +87,12 @@ impl ObjectStore {
         s.set(r(1, 0, 6), Value::Boolean(false));
         s.set(r(1, 0, 7), Value::String(cfg.binding.clone()));
 
+        s.executables.insert(r(1, 0, 4)); // Disable
+        s.executables.insert(r(1, 0, 8)); // Registration Update Trigger
+
         s.instances.insert((DEVICE, 0));
+        s.executables.insert(r(3, 0, 4)); // Reboot
+        s.executables.insert(r(3, 0, 5)); // Factory Reset
         s.set(r(3, 0, 0), Value::String("rig".into()));
         s.set(r(3, 0, 1), Value::String("rig-agent".into()));
         s.set(r(3, 0, 2), Value::String(cfg.endpoint.clone()));
@@ -305,7 +315,81 @@ impl ObjectStore {
                 format!("{path} is not executable"),
             ));
         }
+        if !self.executables.contains(path) {
+            return Err(refuse(
+                ResponseCode::NotFound,
+                format!("{path} is not implemented by this agent"),
+            ));
+        }
         Ok(())
+    }
+
+    /// Discover: the links at and under `path` (LwM2M 1.1 Core TS §5.4.2):
+    /// the object (with `ver` when not 1.0), its instances, and every present
+    /// resource (with `dim` for multiple resources). Attributes set by
+    /// Write-Attributes are not kept yet, so none are reported.
+    pub fn discover(&self, path: &ObjectPath) -> Result<Vec<Link>, Refusal> {
+        let o = self.check_object(path)?;
+        if path.resource_instance_id().is_some() {
+            return Err(refuse(
+                ResponseCode::BadRequest,
+                format!("Discover on a resource instance {path}"),
+            ));
+        }
+        let mut present: BTreeSet<ObjectPath> = self.executables.iter().copied().collect();
+        for p in self.values.keys() {
+            if let Some(r) = p.resource_path() {
+                present.insert(r);
+            }
+        }
+        if path.resource_id().is_some() && !present.contains(path) {
+            return Err(refuse(
+                ResponseCode::NotFound,
+                format!("no resource {path}"),
+            ));
+        }
+        let mut links = Vec::new();
+        if path.instance_id().is_none() {
+            let mut l = Link::path(ObjectPath::object(o));
+            let ver = self.object_version(o);
+            if ver != "1.0" {
+                l.params.push(LinkParam {
+                    name: "ver".into(),
+                    value: Some(ver.to_string()),
+                    quoted: false,
+                });
+            }
+            links.push(l);
+        }
+        for (obj, inst) in self.instances.iter().copied().filter(|(obj, _)| *obj == o) {
+            let ip = ObjectPath::instance(obj, inst);
+            if !(path.is_prefix_of(&ip) || ip.is_prefix_of(path)) {
+                continue;
+            }
+            if path.resource_id().is_none() {
+                links.push(Link::path(ip));
+            }
+            for r in present
+                .iter()
+                .filter(|r| ip.is_prefix_of(r) && path.is_prefix_of(r))
+            {
+                let mut l = Link::path(*r);
+                if self.defs.resource_at(r).is_some_and(|d| d.multiple) {
+                    let dim = self
+                        .values
+                        .keys()
+                        .filter(|p| p.level() == 4 && r.is_prefix_of(p))
+                        .count();
+                    l.params.push(LinkParam {
+                        name: "dim".into(),
+                        value: Some(dim.to_string()),
+                        quoted: false,
+                    });
+                }
+                links.push(l);
+            }
+        }
+        Ok(links)
     }
 }
 
@@ -411,6 +495,34 @@ mod tests {
     }
 
     #[test]
+    fn discover_lists_object_instances_and_present_resources() {
+        let s = store();
+        let text = |p: &str| rig_proto::link::format(&s.discover(&self::p(p)).unwrap());
+        let obj = text("/3");
+        assert!(
+            obj.starts_with(
+                "</3>;ver=1.1,</3/0>,</3/0/0>,</3/0/1>,</3/0/2>,</3/0/3>,</3/0/4>,</3/0/5>"
+            ),
+            "{obj}"
+        );
+        assert!(obj.contains("</3/0/11>;dim=1"), "{obj}");
+        assert!(obj.ends_with("</3/0/16>"), "{obj}");
+        assert_eq!(text("/3/0/11"), "</3/0/11>;dim=1");
+        assert_eq!(
+            text("/33333/0"),
+            "</33333/0>,</33333/0/0>,</33333/0/1>,</33333/0/2>,</33333/0/3>"
+        );
+        assert_eq!(
+            s.discover(&p("/3/0/9")).unwrap_err().code,
+            ResponseCode::NotFound
+        );
+        assert_eq!(
+            s.discover(&p("/0")).unwrap_err().code,
+            ResponseCode::Unauthorized
+        );
+    }
+
+    #[test]
     fn execute_only_on_executable_resources() {
         let s = store();
         assert!(s.check_execute(&p("/1/0/8")).is_ok());
@@ -422,6 +534,11 @@ mod tests {
         assert_eq!(
             s.check_execute(&p("/1/0")).unwrap_err().code,
             ResponseCode::MethodNotAllowed
+        );
+        // Defined as executable but not implemented by the agent: absent.
+        assert_eq!(
+            s.check_execute(&p("/1/0/9")).unwrap_err().code,
+            ResponseCode::NotFound
         );
     }
 }

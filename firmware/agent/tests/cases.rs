@@ -48,6 +48,8 @@ struct AgentDut {
     child: Option<(Child, ChildStdin)>,
     log: Arc<Log>,
     silent: bool,
+    /// Extra agent arguments (test-only `--deviate` switches).
+    extra: Vec<String>,
 }
 
 impl AgentDut {
@@ -56,6 +58,7 @@ impl AgentDut {
             child: None,
             log: Arc::default(),
             silent,
+            extra: Vec::new(),
         }
     }
 }
@@ -83,6 +86,7 @@ impl Dut for AgentDut {
                 "--time-scale",
                 &c.time_scale.to_string(),
             ]);
+        cmd.args(&self.extra);
         if let Some(pmin) = c.default_pmin_s {
             cmd.args(["--pmin", &pmin.to_string()]);
         }
@@ -295,4 +299,89 @@ async fn a_dut_that_never_registers_leaves_102_inconclusive_at_its_start_state()
         "{}",
         f.message
     );
+}
+
+const IDS: [&str; 4] = [
+    "LightweightM2M-1.1-int-101",
+    "LightweightM2M-1.1-int-102",
+    "LightweightM2M-1.1-int-103",
+    "LightweightM2M-1.1-int-104",
+];
+
+/// Runs 101-104 against an agent with one planted deviation; returns the
+/// failures by case id.
+async fn run_with_deviation(switch: &str) -> BTreeMap<String, CaseFailure> {
+    let mut failures = BTreeMap::new();
+    for id in IDS {
+        let ep = format!("dev-{switch}-{}", &id[id.len() - 3..]);
+        let mut cx = context(10.0, false, &ep).await;
+        let mut dut = AgentDut::new(false);
+        dut.extra = vec!["--deviate".into(), switch.into()];
+        cx.dut = Box::new(dut);
+        if let Err(f) = run_case(id, &mut cx).await {
+            failures.insert(id.to_string(), f);
+        }
+    }
+    failures
+}
+
+/// Checks that exactly `expected` cases fail, each with a Fail verdict and a
+/// message containing the given text.
+async fn assert_caught(switch: &str, expected: &[(&str, &str)]) {
+    let failures = run_with_deviation(switch).await;
+    let ids: Vec<&str> = failures.keys().map(String::as_str).collect();
+    let want: Vec<String> = expected.iter().map(|(n, _)| format!("LightweightM2M-1.1-int-{n}")).collect();
+    assert_eq!(ids, want, "--deviate {switch}: {failures:#?}");
+    for (n, text) in expected {
+        let f = &failures[&format!("LightweightM2M-1.1-int-{n}")];
+        assert_eq!(f.verdict, Verdict::Fail, "{n}: {}", f.message);
+        assert!(f.message.contains(text), "--deviate {switch}, int-{n}: {:?} lacks {text:?}", f.message);
+    }
+}
+
+#[tokio::test]
+async fn security_object_in_the_register_fails_only_101() {
+    assert_caught(
+        "list-security-object",
+        &[("101", "expected no /0 link in the object list, saw </0/0>,</1>;ver=1.1")],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn register_without_lwm2m_version_fails_only_101() {
+    assert_caught("no-lwm2m-version", &[("101", "expected lwm2m=1.1, saw no lwm2m parameter")]).await;
+}
+
+#[tokio::test]
+async fn ignored_lifetime_write_fails_102_and_104() {
+    let msg = "expected an Update with lt=20 within 5.0 s of the Write; saw none";
+    assert_caught("ignore-lifetime-write", &[("102", msg), ("104", msg)]).await;
+}
+
+#[tokio::test]
+async fn missing_periodic_update_fails_102_and_104() {
+    assert_caught(
+        "no-periodic-update",
+        &[
+            ("102", "expected an Update within the lifetime of 20 s; the registration expired"),
+            ("104", "still registered 2.0 s after the lt=20 Update; it is gone"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ignored_disable_fails_only_103() {
+    assert_caught("ignore-disable", &[("103", "expected a De-register (DELETE /rd/...) within 5.0 s of the Disable; saw none")])
+        .await;
+}
+
+#[tokio::test]
+async fn trigger_update_with_parameters_fails_only_104() {
+    assert_caught(
+        "trigger-update-with-params",
+        &[("104", "expected an Update with no parameters after Execute /1/0/8; saw an Update with b=U")],
+    )
+    .await;
 }

@@ -255,6 +255,28 @@ async fn writes_test_object_values_and_refuses_read_only() {
 }
 
 #[tokio::test]
+async fn discover_answers_link_format() {
+    let server = server().await;
+    let _agent = registered(&server, "ep-disc", &[]).await;
+    let r = server.discover("ep-disc", &p("/1/0")).await.unwrap();
+    assert_eq!(r.code, Code::CONTENT);
+    assert_eq!(r.content_format, Some(ContentFormat::Link));
+    assert_eq!(
+        r.text(),
+        "</1/0>,</1/0/0>,</1/0/1>,</1/0/4>,</1/0/5>,</1/0/6>,</1/0/7>,</1/0/8>"
+    );
+    assert_eq!(
+        server
+            .discover("ep-disc", &p("/3/0/11"))
+            .await
+            .unwrap()
+            .text(),
+        "</3/0/11>;dim=1"
+    );
+    assert_eq!(server.deviations("ep-disc"), vec![]);
+}
+
+#[tokio::test]
 async fn lifetime_write_sends_an_update_with_lt() {
     let server = server().await;
     let mut agent = registered(&server, "ep-lt", &[]).await;

@@ -4,7 +4,7 @@
 //! [`Dut`]. A [`DutConfig`] says how the DUT should be provisioned when it
 //! starts; the target turns that into command-line placeholders or console lines
 //! through its device profile. Drivers never decide verdicts: they report what
-//! happened as [`BenchError`](crate::BenchError)s and console text.
+//! happened as [`BenchError`]s and console text.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

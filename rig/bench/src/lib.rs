@@ -2,13 +2,27 @@
 //!
 //! - [`diag`]: file diagnostics shared by every TOML file the rig reads
 //!   (`path:line:column`, field, expected, "did you mean").
-//! - [`file`]: bench files (TOML), read into raw types and validated into [`file::Bench`].
+//! - [`file`](mod@file): bench files (TOML), read into raw types and validated into [`file::Bench`].
 //! - [`profile`]: device profiles that map DUT actions to console lines.
 //! - [`console`]: the captured DUT console (timestamped lines, log file, waits).
 //! - [`dut`]: the [`dut::Dut`] trait every target implements.
 //! - [`target`]: target kinds (`sim`, `process`), opened with [`target::open`].
 //! - [`template`]: `{placeholder}` templates in command and console lines.
 //! - [`doctor`]: what a bench needs from the host, checked.
+//!
+//! How the CLI uses it:
+//!
+//! ```text
+//!  hardware/x.toml ──Bench::load──► Bench ──target::open──► Box<dyn Dut>
+//!        │   (every problem at once:        │                    │ start(&DutConfig) → spawn, `ready`
+//!        │    Diagnostics with file:line)   │                    │ act(&DutAction)   → profile line, expect
+//!        └─ profiles/y.toml ──► Profile ────┘                    │ expect_console, stop (quit → TERM → KILL)
+//!                                                                └─► console/dut.log in the evidence folder
+//!  doctor::check(&Bench) → Vec<Check>  (facts; the CLI prints them)
+//! ```
+//!
+//! The crate never creates a tokio runtime: [`dut::Dut`] methods are called
+//! from the CLI's runtime.
 
 pub mod console;
 pub mod diag;

@@ -52,7 +52,11 @@ fn ensure_agent() {
 
 fn rig(args: &[&str]) -> Command {
     let mut c = Command::new(RIG);
-    c.args(args).current_dir(root()).env_remove("RIG_AGENT");
+    // A fixed width keeps help text (wrapped by clap) the same everywhere.
+    c.args(args)
+        .current_dir(root())
+        .env_remove("RIG_AGENT")
+        .env("COLUMNS", "100");
     c
 }
 
@@ -596,4 +600,22 @@ fn list_doctor_and_completions_work_on_the_loopback_bench() {
     let o = run_bounded(rig(&["completions", "bash"]), Duration::from_secs(30));
     assert_eq!(status_of(&o), 0);
     assert!(text(&o.stdout).contains("rig"));
+}
+
+#[test]
+fn list_and_help_output_match_their_snapshots() {
+    let o = run_bounded(
+        rig(&[
+            "list",
+            "suites/smoke.toml",
+            "--bench",
+            "hardware/loopback.toml",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(status_of(&o), 0, "{}", text(&o.stderr));
+    insta::assert_snapshot!("list_smoke_loopback", text(&o.stdout));
+    // The command-line contract (flags, defaults, exit codes) as users see it.
+    let o = run_bounded(rig(&["run", "--help"]), Duration::from_secs(30));
+    insta::assert_snapshot!("run_help", text(&o.stdout));
 }

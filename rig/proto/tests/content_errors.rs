@@ -172,7 +172,12 @@ fn deep_nesting_does_not_overflow_the_stack() {
     let mut b = vec![0x81, 0xA1, 0x09];
     b.extend(std::iter::repeat_n(0x81u8, 200_000));
     b.push(0x00);
-    let _ = content::decode(ContentFormat::SenmlCbor, &ObjectPath::Root, &b, &Registry::core());
+    let _ = content::decode(
+        ContentFormat::SenmlCbor,
+        &ObjectPath::Root,
+        &b,
+        &Registry::core(),
+    );
     let _ = content::senml::decode_paths(ContentFormat::SenmlCbor, &b);
     // The same depth of JSON.
     let mut j = b"[{\"x\":".to_vec();

@@ -13,6 +13,7 @@
 
 pub mod deviation;
 pub mod lwm2m;
+pub mod mqtt;
 
 mod error;
 pub use error::{OpError, ServiceError};

@@ -726,7 +726,14 @@ impl Lwm2mServer {
         path: &ObjectPath,
         accept: Option<ContentFormat>,
     ) -> Result<Response, OpError> {
-        self.op(endpoint, Operation::Observe { path: *path, accept }).await
+        self.op(
+            endpoint,
+            Operation::Observe {
+                path: *path,
+                accept,
+            },
+        )
+        .await
     }
 
     /// Cancels an observation actively (`GET` with Observe=1 and the same
@@ -737,7 +744,14 @@ impl Lwm2mServer {
         observation: ObservationId,
         path: &ObjectPath,
     ) -> Result<Response, OpError> {
-        self.op(endpoint, Operation::CancelObserve { observation, path: *path }).await
+        self.op(
+            endpoint,
+            Operation::CancelObserve {
+                observation,
+                path: *path,
+            },
+        )
+        .await
     }
 
     /// Delete (`DELETE` an object instance).

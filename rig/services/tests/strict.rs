@@ -404,7 +404,8 @@ async fn observe_delivers_notifications_and_cancels_actively() {
     let server = server().await;
     let mut events = server.events();
     let mut c = RawClient::new(&server).await;
-    c.exchange(register(&["ep=obs", "lwm2m=1.1"], Some(40), "</3/0>")).await;
+    c.exchange(register(&["ep=obs", "lwm2m=1.1"], Some(40), "</3/0>"))
+        .await;
     let path: rig_services::lwm2m::ObjectPath = "/3/0/9".parse().unwrap();
 
     let s = server.clone();
@@ -418,7 +419,10 @@ async fn observe_delivers_notifications_and_cancels_actively() {
     message::set_uint_option(&mut resp, CoapOption::Observe, 1);
     message::set_uint_option(&mut resp, CoapOption::ContentFormat, 0);
     resp.payload = b"80".to_vec();
-    c.socket.send_to(&resp.to_bytes().unwrap(), c.server).await.unwrap();
+    c.socket
+        .send_to(&resp.to_bytes().unwrap(), c.server)
+        .await
+        .unwrap();
     let first = op.await.unwrap().unwrap();
     let observation = first.observation.expect("observation established");
     assert_eq!(first.decoded.unwrap()[0].value, Value::Integer(80));
@@ -431,9 +435,24 @@ async fn observe_delivers_notifications_and_cancels_actively() {
     message::set_uint_option(&mut n, CoapOption::Observe, 2);
     message::set_uint_option(&mut n, CoapOption::ContentFormat, 0);
     n.payload = b"79".to_vec();
-    c.socket.send_to(&n.to_bytes().unwrap(), c.server).await.unwrap();
-    let ev = wait_for(&mut events, WAIT, |e| matches!(e, ServerEvent::Notification { .. })).await.unwrap();
-    let ServerEvent::Notification { observation: o, response, endpoint, .. } = ev else { unreachable!() };
+    c.socket
+        .send_to(&n.to_bytes().unwrap(), c.server)
+        .await
+        .unwrap();
+    let ev = wait_for(&mut events, WAIT, |e| {
+        matches!(e, ServerEvent::Notification { .. })
+    })
+    .await
+    .unwrap();
+    let ServerEvent::Notification {
+        observation: o,
+        response,
+        endpoint,
+        ..
+    } = ev
+    else {
+        unreachable!()
+    };
     assert_eq!((o, endpoint.as_str()), (observation, "obs"));
     assert_eq!(response.decoded.unwrap()[0].value, Value::Integer(79));
 
@@ -441,10 +460,17 @@ async fn observe_delivers_notifications_and_cancels_actively() {
     let s = server.clone();
     let op = tokio::spawn(async move { s.cancel_observe("obs", observation, &path).await });
     let req2 = c.receive().await;
-    assert_eq!(message::uint_option(&req2, CoapOption::Observe), Some(Ok(1)));
+    assert_eq!(
+        message::uint_option(&req2, CoapOption::Observe),
+        Some(Ok(1))
+    );
     assert_eq!(req2.get_token(), req.get_token());
     c.answer(&req2, ResponseCode::Content, Some(0), b"79").await;
     let r = op.await.unwrap().unwrap();
     assert_eq!(r.code, rig_services::lwm2m::Code::CONTENT);
-    assert!(server.deviations("obs").is_empty(), "{:?}", server.deviations("obs"));
+    assert!(
+        server.deviations("obs").is_empty(),
+        "{:?}",
+        server.deviations("obs")
+    );
 }

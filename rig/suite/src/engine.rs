@@ -20,7 +20,8 @@
 //!    outlives its suite, and a suite never outlives the run;
 //! 3. turns the outcome into a verdict: `Ok` → Pass, a [`CaseFailure`] → its
 //!    verdict, a deadline → Out of Time naming the case's last progress step, a
-//!    panic → Error (the panic is caught; the run goes on);
+//!    panic → Error (the panic is caught; the run goes on); a measurement
+//!    outside its limits turns a Pass into a Fail;
 //! 4. saves the console slice of the case as `console/<case-id>.log`, and emits
 //!    [`RunEvent::CaseFinished`].
 //!
@@ -640,6 +641,13 @@ impl CaseRun<'_> {
             }
         }
         record.measurements = std::mem::take(&mut cx.measurements);
+        // A measurement outside its limits fails a case that would have passed.
+        if record.verdict == Verdict::Pass
+            && let Some(why) = record.measurements.iter().find_map(out_of_limits)
+        {
+            record.verdict = Verdict::Fail;
+            record.message = why;
+        }
         record.duration_s = started.elapsed().as_secs_f64();
         let console = cx.dut.console().since(mark);
         record.console_tail = tail(&console, CONSOLE_TAIL_LINES);
@@ -659,6 +667,25 @@ impl CaseRun<'_> {
         }
         (record, bound, cx.dut)
     }
+}
+
+/// Why a measurement is outside its limits, if it is (a NaN value always is).
+fn out_of_limits(m: &rig_report::events::Measurement) -> Option<String> {
+    let limits = m.limits.as_ref()?;
+    let low_ok = limits.low.is_none_or(|low| m.value >= low);
+    let high_ok = limits.high.is_none_or(|high| m.value <= high);
+    if low_ok && high_ok && !m.value.is_nan() {
+        return None;
+    }
+    let bound = |b: Option<f64>, inf: &str| b.map(|v| v.to_string()).unwrap_or_else(|| inf.into());
+    Some(format!(
+        "measurement {} = {} {} is outside its limits [{}, {}]",
+        m.name,
+        m.value,
+        m.unit,
+        bound(limits.low, "-inf"),
+        bound(limits.high, "inf")
+    ))
 }
 
 /// The last `n` lines of `text`.
@@ -778,6 +805,18 @@ mod tests {
         cx.measure("thing.latency_s", "s", 0.5);
         Ok(())
     }
+    async fn too_slow(cx: &mut CaseContext) -> Result<(), CaseFailure> {
+        cx.measurements.push(rig_report::events::Measurement {
+            name: "register.latency_s".into(),
+            unit: "s".into(),
+            value: 7.5,
+            limits: Some(rig_report::events::Limits {
+                high: Some(5.0),
+                ..Default::default()
+            }),
+        });
+        Ok(())
+    }
     async fn fail(cx: &mut CaseContext) -> Result<(), CaseFailure> {
         cx.step("checking");
         Err(CaseFailure::fail("expected lt=20, got lt=30"))
@@ -791,7 +830,7 @@ mod tests {
         panic!("boom at step 3")
     }
 
-    static LIB: [CaseDef; 7] = [
+    static LIB: [CaseDef; 8] = [
         CaseDef {
             meta: meta("t-101", &["lwm2m"], 5_000),
             body: |cx| -> CaseFuture<'_> { Box::pin(pass(cx)) },
@@ -815,6 +854,10 @@ mod tests {
         CaseDef {
             meta: meta("u-201", &[], 20_000),
             body: |cx| -> CaseFuture<'_> { Box::pin(slow(cx)) },
+        },
+        CaseDef {
+            meta: meta("v-301", &[], 5_000),
+            body: |cx| -> CaseFuture<'_> { Box::pin(too_slow(cx)) },
         },
         CaseDef {
             meta: meta("u-202", &[], 5_000),
@@ -1016,6 +1059,17 @@ mod tests {
             })
             .collect();
         assert_eq!(progress, ["doing the thing"]);
+    }
+
+    #[tokio::test]
+    async fn a_measurement_outside_its_limits_fails_the_case() {
+        let p = plan(vec![suite("s", &["v-301"])], &LIB, &options(&[])).unwrap();
+        let (r, _h) = run_plan(&p, |_| {}, CancellationToken::new()).await;
+        assert_eq!(verdicts(&r), [(true, Verdict::Fail)]);
+        assert_eq!(
+            r.cases[0].message,
+            "measurement register.latency_s = 7.5 s is outside its limits [-inf, 5]"
+        );
     }
 
     #[tokio::test]

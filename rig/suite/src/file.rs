@@ -8,7 +8,7 @@
 //! schema, with examples, is in `suites/README.md`.
 //!
 //! [`SuiteFile::selection`] turns it into the engine's
-//! [`SuiteSelection`](crate::engine::SuiteSelection);
+//! [`SuiteSelection`];
 //! [`SuiteFile::check_selectors`] reports selectors that match no case with
 //! their place in the file.
 

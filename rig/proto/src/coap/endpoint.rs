@@ -119,6 +119,8 @@ struct OutRequest {
     /// For an internal fetch of the remaining blocks of a notification
     /// (RFC 7959 §3.4): the observation it belongs to and its first block.
     parent: Option<(RequestId, Packet)>,
+    /// A GET with Observe=1 is in flight: late notifications are not its answer.
+    deregistering: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -423,6 +425,7 @@ impl Endpoint {
                 observe,
                 last_notification: None,
                 parent: None,
+                deregistering: false,
             },
         );
         self.tokens.insert((peer, token), id);
@@ -473,6 +476,7 @@ impl Endpoint {
         message::set_uint_option(&mut req.template, CoapOption::Observe, 1);
         message::remove_option(&mut req.template, CoapOption::Block2);
         req.observe = false;
+        req.deregistering = true;
         req.phase = Phase::Queued;
         req.block2 = ClientBlock2 {
             buf: Vec::new(),
@@ -691,7 +695,8 @@ impl Endpoint {
                 });
             }
             (MessageType::NonConfirmable, MessageClass::Empty) => {
-                self.stats.unknown_acks += 1;
+                // RFC 7252 §4.3: a NON message is never Empty; ignore it.
+                self.stats.malformed += 1;
             }
             (ty, code) => {
                 let con = ty == MessageType::Confirmable;
@@ -852,7 +857,9 @@ impl Endpoint {
         let base = self.config.scaled_ack_timeout();
         let base_us = u64::try_from(base.as_micros()).unwrap_or(u64::MAX);
         let spread = (base_us as f64 * (self.config.factor() - 1.0)) as u64;
-        Duration::from_micros(base_us.saturating_add(self.rng.up_to(spread)))
+        // At least 1 µs, so a zero (or fully scaled-away) ACK_TIMEOUT still
+        // moves the retransmission timer forward.
+        Duration::from_micros(base_us.saturating_add(self.rng.up_to(spread)).max(1))
     }
 
     fn encode(&self, p: &Packet) -> Result<Vec<u8>, RespondError> {
@@ -957,6 +964,9 @@ impl Endpoint {
         let mid = self.alloc_mid();
         let timeout = self.initial_timeout();
         let wait = self.config.scaled_max_transmit_wait();
+        // Safety net: a CON exchange never outlives EXCHANGE_LIFETIME even if
+        // its retransmission state were lost (the back-off gives up earlier).
+        let life = self.config.scaled_exchange_lifetime();
         let Some(req) = self.requests.get_mut(&id) else {
             return;
         };
@@ -1003,7 +1013,7 @@ impl Endpoint {
             req.phase = Phase::Waiting {
                 mid,
                 acked: false,
-                deadline: Instant::MAX,
+                deadline: now + life,
             };
             self.retx.insert(
                 (peer, mid),
@@ -1150,6 +1160,14 @@ impl Endpoint {
         if con {
             self.reply(peer, mid, empty_message(MessageType::Acknowledgement, mid));
         }
+        if self.requests.get(&id).is_some_and(|r| r.deregistering)
+            && has_option(&packet, CoapOption::Observe)
+        {
+            // A notification that crossed our GET with Observe=1: neither
+            // its answer nor its acknowledgement.
+            self.stats.stale_notifications += 1;
+            return;
+        }
         // A separate response also acknowledges our CON if its ACK was lost.
         if let Some(Phase::Waiting { mid: m, .. }) = self.requests.get(&id).map(|r| r.phase)
             && self
@@ -1245,6 +1263,7 @@ impl Endpoint {
                                 observe: false,
                                 last_notification: None,
                                 parent: Some((id, packet)),
+                                deregistering: false,
                             },
                         );
                         self.tokens.insert((peer, token), child);

@@ -35,6 +35,39 @@
 //! takes longer than [`Config::empty_ack_delay`], the endpoint sends an empty
 //! ACK and the response later goes out as a separate CON response.
 //!
+//! # Example: two endpoints, one CON GET and its piggybacked 2.05
+//!
+//! ```
+//! use core::net::SocketAddr;
+//! use rig_proto::coap::message::{request, response};
+//! use rig_proto::coap::{Config, Endpoint, Event, Method, ResponseCode};
+//! use rig_proto::time::Instant;
+//!
+//! let (c_addr, s_addr): (SocketAddr, SocketAddr) =
+//!     ("127.0.0.1:40000".parse().unwrap(), "127.0.0.1:5683".parse().unwrap());
+//! let mut client = Endpoint::new(Config::default(), 1);
+//! let mut server = Endpoint::new(Config::default(), 2);
+//! let now = Instant::ZERO;
+//!
+//! let id = client.send_request(now, s_addr, request(Method::Get, true, "/3/0/0")).unwrap();
+//! let t = client.poll_transmit().unwrap(); // the CON GET
+//! server.handle_datagram(now, c_addr, &t.payload);
+//! let Some(Event::Request { id: incoming, .. }) = server.poll_event() else { panic!() };
+//! let mut r = response(ResponseCode::Content);
+//! r.payload = b"rig".to_vec();
+//! server.respond(now, incoming, r).unwrap();
+//! let t = server.poll_transmit().unwrap(); // the ACK carrying 2.05
+//! client.handle_datagram(now, s_addr, &t.payload);
+//! match client.poll_event() {
+//!     Some(Event::Response { id: done, response, .. }) => {
+//!         assert_eq!(done, id);
+//!         assert_eq!(response.payload, b"rig");
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! assert_eq!(client.poll_timeout(), None); // nothing left to retransmit
+//! ```
+//!
 //! Every request the application sends ends in exactly one terminal event:
 //! [`Event::Response`], [`Event::RequestTimedOut`], [`Event::Reset`] or
 //! [`Event::TransferFailed`] (unless the application cancels it). An
@@ -53,6 +86,7 @@ pub use coap_lite::{
 
 pub mod block;
 mod endpoint;
+pub mod fuzz;
 pub mod message;
 pub mod observe;
 mod rng;
@@ -139,16 +173,21 @@ impl Config {
         }
     }
 
+    /// `ACK_TIMEOUT × k` without panicking on absurd configurations.
+    fn ack_times(&self, k: f64) -> Duration {
+        Duration::try_from_secs_f64(self.ack_timeout.as_secs_f64() * k).unwrap_or(Duration::MAX)
+    }
+
     /// MAX_TRANSMIT_SPAN = ACK_TIMEOUT × (2^MAX_RETRANSMIT − 1) × ACK_RANDOM_FACTOR (unscaled).
     pub fn max_transmit_span(&self) -> Duration {
         let n = (1u32 << self.max_retransmit.min(20)) - 1;
-        self.ack_timeout.mul_f64(f64::from(n) * self.factor())
+        self.ack_times(f64::from(n) * self.factor())
     }
 
     /// MAX_TRANSMIT_WAIT = ACK_TIMEOUT × (2^(MAX_RETRANSMIT+1) − 1) × ACK_RANDOM_FACTOR (unscaled).
     pub fn max_transmit_wait(&self) -> Duration {
         let n = (1u32 << (self.max_retransmit.min(20) + 1)) - 1;
-        self.ack_timeout.mul_f64(f64::from(n) * self.factor())
+        self.ack_times(f64::from(n) * self.factor())
     }
 
     /// PROCESSING_DELAY = ACK_TIMEOUT (unscaled).
@@ -158,18 +197,22 @@ impl Config {
 
     /// MAX_RTT = 2 × MAX_LATENCY + PROCESSING_DELAY (unscaled).
     pub fn max_rtt(&self) -> Duration {
-        self.max_latency * 2 + self.processing_delay()
+        self.max_latency
+            .saturating_mul(2)
+            .saturating_add(self.processing_delay())
     }
 
     /// EXCHANGE_LIFETIME = MAX_TRANSMIT_SPAN + 2 × MAX_LATENCY + PROCESSING_DELAY
     /// (unscaled; 247 s with the defaults).
     pub fn exchange_lifetime(&self) -> Duration {
-        self.max_transmit_span() + self.max_latency * 2 + self.processing_delay()
+        self.max_transmit_span()
+            .saturating_add(self.max_latency.saturating_mul(2))
+            .saturating_add(self.processing_delay())
     }
 
     /// NON_LIFETIME = MAX_TRANSMIT_SPAN + MAX_LATENCY (unscaled; 145 s with the defaults).
     pub fn non_lifetime(&self) -> Duration {
-        self.max_transmit_span() + self.max_latency
+        self.max_transmit_span().saturating_add(self.max_latency)
     }
 
     /// [`Config::exchange_lifetime`] divided by the time scale.
@@ -476,6 +519,14 @@ mod tests {
         assert_eq!(c.max_rtt(), Duration::from_secs(202));
         assert_eq!(c.exchange_lifetime(), Duration::from_secs(247));
         assert_eq!(c.non_lifetime(), Duration::from_secs(145));
+        let absurd = Config {
+            ack_timeout: Duration::MAX,
+            max_latency: Duration::MAX,
+            ack_random_factor: f64::NAN,
+            ..Config::default()
+        };
+        assert_eq!(absurd.exchange_lifetime(), Duration::MAX);
+        assert_eq!(absurd.max_transmit_wait(), Duration::MAX);
         let scaled = Config {
             time_scale: 10,
             ..Config::default()

@@ -32,7 +32,7 @@ pub struct Logged {
 }
 
 type App = Box<dyn FnMut(&mut Endpoint, Instant, &Event)>;
-type Filter = Box<dyn FnMut(Dir, usize, &[u8]) -> bool>;
+pub type Filter = Box<dyn FnMut(Dir, usize, &[u8]) -> bool>;
 
 pub struct Pair {
     pub now: Instant,

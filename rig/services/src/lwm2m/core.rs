@@ -24,9 +24,8 @@ use tokio::time::Instant;
 use rig_proto::content::ContentFormat;
 
 use super::{
-    ObservationId,
-    Code, OpRequest, Operation, Registration, Response, ServerConfig, ServerEvent, State,
-    UpdateParams,
+    Code, ObservationId, OpRequest, Operation, Registration, Response, ServerConfig, ServerEvent,
+    State, UpdateParams,
 };
 use crate::OpError;
 use crate::deviation::Deviation;
@@ -138,7 +137,14 @@ impl ServerCore {
             match self.endpoint.cancel_observe(now, id) {
                 Ok(()) => {
                     self.observations.remove(&id);
-                    self.pending.insert(id, Pending { endpoint, operation, reply });
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            endpoint,
+                            operation,
+                            reply,
+                        },
+                    );
                 }
                 Err(e) => {
                     let _ = reply.send(Err(OpError::Request {
@@ -271,7 +277,13 @@ impl ServerCore {
             observation: Some(ObservationId(id.0)),
         };
         let at = self.tokio_time(now);
-        self.emit(ServerEvent::Notification { endpoint, observation: ObservationId(id.0), path, response, at });
+        self.emit(ServerEvent::Notification {
+            endpoint,
+            observation: ObservationId(id.0),
+            path,
+            response,
+            at,
+        });
     }
 
     fn on_response(&mut self, id: RequestId, response: Packet) {
@@ -280,9 +292,17 @@ impl ServerCore {
             let reason = format!(
                 "the client answered {} {}",
                 message::code_string(u8::from(response.header.code)),
-                if message::has_option(&response, CoapOption::Observe) { "" } else { "without Observe" }
+                if message::has_option(&response, CoapOption::Observe) {
+                    ""
+                } else {
+                    "without Observe"
+                }
             );
-            self.emit(ServerEvent::ObservationEnded { endpoint, observation: ObservationId(id.0), reason });
+            self.emit(ServerEvent::ObservationEnded {
+                endpoint,
+                observation: ObservationId(id.0),
+                reason,
+            });
             return;
         }
         let Some(p) = self.pending.remove(&id) else {
@@ -330,7 +350,9 @@ impl ServerCore {
                 .unwrap_or_else(|| "-".into())
         );
         let expected_success = match &p.operation {
-            Operation::Read { .. } | Operation::Discover { .. } | Operation::Observe { .. } => Code::CONTENT,
+            Operation::Read { .. } | Operation::Discover { .. } | Operation::Observe { .. } => {
+                Code::CONTENT
+            }
             Operation::CancelObserve { .. } => Code::CONTENT,
             Operation::Create { .. } => Code::CREATED,
             Operation::Delete { .. } => Code::DELETED,

@@ -1,0 +1,1 @@
+//! MQTT side of the rig (being written).
