@@ -241,7 +241,10 @@ impl Client {
     }
 
     fn binding(&self) -> String {
-        self.store.get_str(&ObjectPath::resource(1, 0, 7)).unwrap_or("U").to_string()
+        self.store
+            .get_str(&ObjectPath::resource(1, 0, 7))
+            .unwrap_or("U")
+            .to_string()
     }
 
     fn lifetime_s(&self) -> u64 {
@@ -259,7 +262,10 @@ impl Client {
             return;
         };
         if self.cfg.deviates(Deviation::NoLwm2mVersion) {
-            let queries: Vec<String> = message::uri_queries(&req).into_iter().filter(|q| !q.starts_with("lwm2m=")).collect();
+            let queries: Vec<String> = message::uri_queries(&req)
+                .into_iter()
+                .filter(|q| !q.starts_with("lwm2m="))
+                .collect();
             req.clear_option(CoapOption::UriQuery);
             for q in &queries {
                 message::add_uri_query(&mut req, q);

@@ -77,6 +77,36 @@ pub enum BenchError {
         line: String,
     },
 
+    /// The power meter failed (bus, chip, sampler, CSV file).
+    #[error("power meter: {0}")]
+    Power(String),
+
+    /// A serial console could not be opened, configured or read.
+    #[error("serial console {port}: {what}")]
+    Serial {
+        /// The by-id path.
+        port: PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+
+    /// The chip, the debug probe or the download failed (infrastructure).
+    #[error("{0}")]
+    Probe(String),
+
+    /// The firmware file does not suit the chip (checked before any probe is touched).
+    #[error("firmware {}: {problem}", path.display())]
+    Firmware {
+        /// The firmware file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// The bench is leased by another run (or the lease file is unusable).
+    #[error("{0}")]
+    Lease(String),
+
     /// Writing to the console or the evidence files failed.
     #[error("{what}: {source}")]
     Io {
@@ -85,6 +115,14 @@ pub enum BenchError {
         /// Why it failed.
         source: std::io::Error,
     },
+}
+
+/// Instrument and hardware errors: power meter, serial port, probe, firmware, lease.
+impl BenchError {
+    /// A power-meter problem (I2C bus, chip, sampler, CSV).
+    pub fn power(what: impl Into<String>) -> Self {
+        BenchError::Power(what.into())
+    }
 }
 
 impl From<Diagnostics> for BenchError {

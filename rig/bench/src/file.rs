@@ -96,6 +96,8 @@ pub enum TargetKind {
         probe: Option<String>,
         /// The firmware image (ELF, HEX or BIN).
         firmware: PathBuf,
+        /// Where a raw BIN image goes in flash (`target.base_address`).
+        base_address: Option<u64>,
     },
     /// A Linux board reached over SSH.
     Ssh {
@@ -129,7 +131,23 @@ pub struct ConsoleSpec {
     pub port: PathBuf,
     /// Baud rate.
     pub baud: u32,
+    /// Data bits, 5 to 8 (default 8).
+    pub data_bits: u8,
+    /// Parity: `none`, `odd` or `even` (default `none`).
+    pub parity: String,
+    /// Stop bits, 1 or 2 (default 1).
+    pub stop_bits: u8,
+    /// Flow control: `none`, `software` or `hardware` (default `none`).
+    pub flow_control: String,
+    /// How long to keep trying to reopen the port after it disappears
+    /// (a USB device re-enumerating after a reset); default 10 s.
+    pub reconnect: Duration,
 }
+
+/// Parity values of `console.parity`.
+pub const PARITIES: &[&str] = &["none", "odd", "even"];
+/// Flow-control values of `console.flow_control`.
+pub const FLOW_CONTROLS: &[&str] = &["none", "software", "hardware"];
 
 /// How the DUT reaches the services.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +195,11 @@ pub enum PowerSpec {
         address: u8,
         /// Shunt resistance in ohms.
         shunt_ohms: f64,
+        /// The largest current expected, in amperes (sets the calibration;
+        /// default 3.2).
+        max_current_a: f64,
+        /// Samples averaged per conversion: 1, 2, 4 ... 128 (default 1).
+        averaging: u32,
     },
 }
 
@@ -338,6 +361,7 @@ const TARGET_KEYS: &[(&str, &[&str])] = &[
     ("chip", &["probe-rs"]),
     ("probe", &["probe-rs"]),
     ("firmware", &["probe-rs"]),
+    ("base_address", &["probe-rs"]),
     ("host", &["ssh"]),
     ("user", &["ssh"]),
     ("key", &["ssh"]),
@@ -444,10 +468,18 @@ fn target(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>, dir: &Path) -> Optio
                 .required(cx, "firmware", "the image to flash (ELF, HEX or BIN)")
                 .and_then(|i| i.non_empty_str(cx))
                 .map(|s| dir.join(s));
+            let base_address = match t.get("base_address") {
+                Some(i) => i
+                    .int(cx, 0..=i64::from(u32::MAX))
+                    .and_then(|a| u64::try_from(a).ok())
+                    .map(Some),
+                None => Some(None),
+            };
             Some(TargetKind::ProbeRs {
                 chip: chip?.to_string(),
                 probe: probe?,
                 firmware: firmware?,
+                base_address: base_address?,
             })
         }
         _ => {
@@ -598,10 +630,35 @@ fn console(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<ConsoleSp
             .and_then(|b| u32::try_from(b).ok()),
         None => Some(115_200),
     };
+    let data_bits = match t.get("data_bits") {
+        Some(i) => i.int(cx, 5..=8).and_then(|b| u8::try_from(b).ok()),
+        None => Some(8),
+    };
+    let parity = match t.get("parity") {
+        Some(i) => i.one_of(cx, PARITIES),
+        None => Some("none"),
+    };
+    let stop_bits = match t.get("stop_bits") {
+        Some(i) => i.int(cx, 1..=2).and_then(|b| u8::try_from(b).ok()),
+        None => Some(1),
+    };
+    let flow_control = match t.get("flow_control") {
+        Some(i) => i.one_of(cx, FLOW_CONTROLS),
+        None => Some("none"),
+    };
+    let reconnect = match t.get("reconnect_s") {
+        Some(i) => i.number(cx, 0.0, 600.0).map(Duration::from_secs_f64),
+        None => Some(Duration::from_secs(10)),
+    };
     t.finish(cx);
     Some(ConsoleSpec {
         port: port?,
         baud: baud?,
+        data_bits: data_bits?,
+        parity: parity?.to_string(),
+        stop_bits: stop_bits?,
+        flow_control: flow_control?.to_string(),
+        reconnect: reconnect?,
     })
 }
 
@@ -659,11 +716,11 @@ fn power(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<PowerSpec> 
         .and_then(|i| i.one_of(cx, POWER_KINDS));
     let out = match kind {
         Some("model") => {
-            for k in ["bus", "address", "shunt_ohms"] {
+            for k in ["bus", "address", "shunt_ohms", "max_current_a", "averaging"] {
                 t.reject(cx, k, "it applies to kind = \"ina219\" only");
             }
             t.required(cx, "profile", "the energy model, e.g. \"lte-m\"")
-                .and_then(|i| i.non_empty_str(cx))
+                .and_then(|i| i.one_of(cx, crate::power::model::PROFILES))
                 .map(|p| PowerSpec::Model {
                     profile: p.to_string(),
                 })
@@ -681,17 +738,46 @@ fn power(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<PowerSpec> 
             let shunt = t
                 .required(cx, "shunt_ohms", "the shunt resistance, e.g. 0.1")
                 .and_then(|i| i.number(cx, 0.0, 100.0));
-            match (bus, address, shunt) {
-                (Some(bus), Some(address), Some(shunt_ohms)) => Some(PowerSpec::Ina219 {
-                    bus,
-                    address,
-                    shunt_ohms,
+            let max_current = match t.get("max_current_a") {
+                Some(i) => i.number(cx, 0.0, 100.0),
+                None => Some(3.2),
+            };
+            let averaging = match t.get("averaging") {
+                Some(i) => i.int(cx, 1..=128).and_then(|n| {
+                    let ok = crate::power::AVERAGING.iter().any(|a| i64::from(*a) == n);
+                    if !ok {
+                        cx.error(
+                            i.span(),
+                            &i.field,
+                            format!("expected one of 1, 2, 4, 8, 16, 32, 64, 128, found {n}"),
+                        );
+                    }
+                    u32::try_from(n).ok().filter(|_| ok)
                 }),
+                None => Some(1),
+            };
+            match (bus, address, shunt, max_current, averaging) {
+                (Some(bus), Some(address), Some(shunt_ohms), Some(max_current_a), Some(averaging)) => {
+                    let spec = PowerSpec::Ina219 {
+                        bus,
+                        address,
+                        shunt_ohms,
+                        max_current_a,
+                        averaging,
+                    };
+                    // The calibration register must be reachable with these numbers.
+                    if let Err(e) = crate::power::MeterConfig::from_spec(&spec).calibration() {
+                        cx.error(t.span(), "power.max_current_a", e.to_string());
+                        None
+                    } else {
+                        Some(spec)
+                    }
+                }
                 _ => None,
             }
         }
         None => {
-            t.allow(&["profile", "bus", "address", "shunt_ohms"]);
+            t.allow(&["profile", "bus", "address", "shunt_ohms", "max_current_a", "averaging"]);
             None
         }
     };
@@ -743,7 +829,9 @@ mod tests {
             Some(PowerSpec::Ina219 {
                 bus: "/dev/i2c-1".into(),
                 address: 0x40,
-                shunt_ohms: 0.1
+                shunt_ohms: 0.1,
+                max_current_a: 3.2,
+                averaging: 1,
             })
         );
     }

@@ -9,6 +9,13 @@
 //! - [`target`]: target kinds (`sim`, `process`), opened with [`target::open`].
 //! - [`template`]: `{placeholder}` templates in command and console lines.
 //! - [`doctor`]: what a bench needs from the host, checked.
+//! - [`power`]: INA219 power meter (real I2C or simulated registers fed by an
+//!   energy model), sampler thread, CSV and energy per window.
+//! - [`serial`]: serial consoles (by-id ports, line settings, break,
+//!   reconnect after re-enumeration) into the same [`console::Console`].
+//! - [`probe`]: the probe-rs target (chip lookup, firmware-fit checks, probe
+//!   selection, download with progress, reset, RTT).
+//! - [`limits`]: limits with a marginal band for measurements.
 //!
 //! How the CLI uses it:
 //!
@@ -29,7 +36,11 @@ pub mod diag;
 pub mod doctor;
 pub mod dut;
 pub mod file;
+pub mod limits;
+pub mod power;
+pub mod probe;
 pub mod profile;
+pub mod serial;
 pub mod target;
 pub mod template;
 

@@ -3,7 +3,8 @@
 //! [`open`] picks the implementation. Both kinds that run today are a
 //! [`ProcessDut`]: `process` spawns the bench's command, `sim` spawns the
 //! reference agent `rig-agent` (found by [`find_agent`]) with the rig-agent
-//! device profile. `probe-rs` and `ssh` benches are validated when loaded but
+//! device profile. `probe-rs` opens a [`crate::probe::ProbeDut`] (flash,
+//! reset, serial or RTT console). `ssh` benches are validated when loaded but
 //! [`open`] says they are not supported yet on this build.
 //!
 //! A `ProcessDut` runs its program in its own process group, so stopping it
@@ -43,6 +44,28 @@ pub const CONSOLE_LOG: &str = "console/dut.log";
 /// Opens the bench's target as a DUT whose console is captured into
 /// `evidence_dir/console/dut.log`. Nothing is started yet: call [`Dut::start`].
 pub fn open(bench: &Bench, evidence_dir: &Path) -> Result<Box<dyn Dut>, BenchError> {
+    if let TargetKind::ProbeRs {
+        chip,
+        probe,
+        firmware,
+        base_address,
+    } = &bench.target.kind
+    {
+        let job = crate::probe::FlashJob {
+            chip: chip.clone(),
+            probe: probe.clone(),
+            firmware: firmware.clone(),
+            base_address: *base_address,
+            verify: true,
+        };
+        return Ok(Box::new(crate::probe::ProbeDut::new(
+            job,
+            bench.target.console.clone(),
+            bench.target.profile.clone(),
+            bench.timeouts.start,
+            Some(&evidence_dir.join(CONSOLE_LOG)),
+        )?));
+    }
     if let Some(console) = &bench.target.console {
         return Err(BenchError::NotSupported {
             what: format!(

@@ -275,14 +275,14 @@ fn unsupported_targets_say_so() {
     let path = dir.path().join("b.toml");
     std::fs::write(
         &path,
-        "[bench]\nname = \"x\"\n[target]\nkind = \"probe-rs\"\nchip = \"nRF52840_xxAA\"\nfirmware = \"fw.elf\"\n",
+        "[bench]\nname = \"x\"\n[target]\nkind = \"ssh\"\nhost = \"pi.local\"\ncommand = [\"rig-agent\"]\n",
     )
     .unwrap();
     let bench = Bench::load(&path).unwrap();
     let err = open(&bench, dir.path()).err().unwrap();
     assert_eq!(
         err.to_string(),
-        "target kind \"probe-rs\" is not supported yet on this build"
+        "target kind \"ssh\" is not supported yet on this build"
     );
 }
 

@@ -121,7 +121,8 @@ proptest::proptest! {
                 d[2] = 0xfd;
                 d[3] = 0;
                 d[4] = 0;
-                d[13.min(d.len() - 1)] = 1;
+                let last = 13.min(d.len() - 1);
+                d[last] = 1;
             }
             server.handle_datagram(addr(CLIENT_ADDR), &d, now);
             proptest::prop_assert!(server.len() <= 1);

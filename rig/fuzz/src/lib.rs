@@ -158,3 +158,157 @@ pub fn coap_message(data: &[u8]) {
         }
     }
 }
+
+/// A path string: what parses is canonical (prints back as the input) and
+/// survives the segment and id round trips; parent/child agree.
+pub fn path_parse(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    // The same text as CoAP Uri-Path segments (split on '/' after the first).
+    let segs: Vec<&str> = s.strip_prefix('/').unwrap_or(s).split('/').collect();
+    let from_segs = ObjectPath::from_segments(&segs);
+    let p = match ObjectPath::parse(s) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = e.to_string();
+            return;
+        }
+    };
+    assert_eq!(p.to_string(), s, "accepted path is not canonical");
+    assert_eq!(ObjectPath::parse(&p.to_string()), Ok(p));
+    assert_eq!(ObjectPath::from_segments(&p.to_segments()), Ok(p));
+    assert_eq!(
+        from_segs,
+        Ok(p),
+        "Uri-Path segments disagree with the string"
+    );
+    assert_eq!(ObjectPath::from_ids(&p.ids()), Some(p));
+    assert_eq!(p.level(), p.ids().len());
+    if let Some(parent) = p.parent() {
+        assert!(parent.is_prefix_of(&p) && parent != p);
+        assert_eq!(parent.level() + 1, p.level());
+        if let Some(last) = p.ids().last() {
+            assert_eq!(parent.child(*last), Some(p));
+        }
+    } else {
+        assert!(p.is_root());
+    }
+    assert!(p.is_prefix_of(&p));
+}
+
+/// A link-format payload: what parses prints back byte for byte and
+/// re-parses to the same links; the typed attributes of each link survive
+/// the Write-Attributes query round trip.
+pub fn link_format(data: &[u8]) {
+    use rig_proto::link::{self, Attributes};
+    // The bytes as a Write-Attributes query too (`pmin=1&pmax=5`).
+    if let Ok(s) = std::str::from_utf8(data) {
+        let q: Vec<&str> = s.split('&').collect();
+        if let Ok(a) = Attributes::from_query(&q) {
+            let back = Attributes::from_query(&a.to_query())
+                .unwrap_or_else(|e| panic!("{a:?} -> {:?} does not parse: {e:?}", a.to_query()));
+            assert_eq!(
+                back,
+                a,
+                "attributes changed through to_query: {:?}",
+                a.to_query()
+            );
+        }
+    }
+    let links = match link::parse_bytes(data) {
+        Ok(l) => l,
+        Err(e) => {
+            assert!(e.offset <= data.len(), "error offset beyond the input: {e}");
+            return;
+        }
+    };
+    let text = link::format(&links);
+    assert_eq!(
+        text.as_bytes(),
+        data,
+        "format() does not reproduce the input"
+    );
+    assert_eq!(link::parse(&text).as_ref(), Ok(&links));
+    for l in &links {
+        let _ = l.attributes();
+        let _ = l.object_path();
+    }
+}
+
+/// Datagrams (`<len><bytes>` records) that parse as CoAP requests are fed to
+/// one [`rig_proto::registry::Registry`] (Register, Update, De-register) with
+/// time advancing. Checks: the response is a well-formed message, a
+/// Register's Location-Path is the registration's location and finds it,
+/// the two indexes agree, and expiry removes exactly what is due.
+pub fn registry_register(data: &[u8]) {
+    use core::time::Duration;
+    use rig_proto::coap::CoapOption;
+    use rig_proto::registry::{self, Operation, Registry, RegistryEvent};
+    use rig_proto::time::Instant;
+
+    let peer_of = |b: u8| -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([10, 0, 0, 1 + b % 3], 5683))
+    };
+    let mut reg = Registry::new(1 + u32::from(data.first().copied().unwrap_or(0) % 4));
+    let mut now = Instant::ZERO;
+    let mut rest = data.get(1..).unwrap_or(&[]);
+    while let Some((&len, tail)) = rest.split_first() {
+        let n = usize::from(len).min(tail.len());
+        let (dgram, tail) = tail.split_at(n);
+        rest = tail;
+        // Step time by the length byte's low bits (in units of 37 s).
+        now = now + Duration::from_secs(37 * u64::from(len & 0x7));
+        let Ok(req) = message::parse(dgram) else {
+            continue;
+        };
+        let _ = registry::parse_params(Operation::Register, &req);
+        let _ = registry::parse_params(Operation::Update, &req);
+        let (resp, ev) = reg.handle_request(now, peer_of(len >> 6), &req);
+        if let Some(resp) = &resp {
+            let bytes = resp
+                .to_bytes()
+                .unwrap_or_else(|e| panic!("registry response does not encode: {e}"));
+            assert!(
+                message::parse(&bytes).is_ok(),
+                "registry response is malformed"
+            );
+        }
+        match ev {
+            RegistryEvent::Registered { registration, .. } => {
+                let resp = resp.expect("a Register gets a response");
+                let loc: Vec<String> = resp
+                    .get_option(CoapOption::LocationPath)
+                    .map(|l| {
+                        l.iter()
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                assert_eq!(loc, registration.location);
+                let id = loc.last().expect("location has an id");
+                assert_eq!(reg.by_location(id), Some(&registration));
+                assert_eq!(reg.get(&registration.endpoint), Some(&registration));
+                assert!(registration.expires_at >= now);
+            }
+            RegistryEvent::Updated { registration, .. } => {
+                assert!(registration.expires_at >= now);
+            }
+            _ => {}
+        }
+        for r in reg.iter() {
+            // The endpoint index points at the same registration.
+            assert_eq!(reg.get(&r.endpoint), Some(r), "indexes disagree");
+        }
+        if len & 0x38 == 0x38 {
+            let due: usize = reg.iter().filter(|r| r.expires_at <= now).count();
+            let before = reg.len();
+            let gone = reg.expire(now);
+            assert_eq!(gone.len(), due);
+            assert_eq!(reg.len(), before - due);
+            if let Some(t) = reg.next_expiry() {
+                assert!(t > now, "next expiry {t} not after {now}");
+            }
+        }
+    }
+}

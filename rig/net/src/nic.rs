@@ -48,9 +48,12 @@ impl NicCapture {
             .map_err(err(format!("opening {interface} with libpcap")))?
             .promisc(true)
             .immediate_mode(true)
-            .timeout(100)
             .open()
-            .map_err(err(format!("activating capture on {interface}")))?;
+            .map_err(err(format!("activating capture on {interface}")))?
+            // Non-blocking: libpcap's read timeout may never fire when no
+            // packet arrives, and nothing here may hang.
+            .setnonblock()
+            .map_err(err(format!("non-blocking capture on {interface}")))?;
         cap.filter(filter, true)
             .map_err(err(format!("BPF filter {filter:?} on {interface}")))?;
         Ok(Self {
@@ -62,7 +65,7 @@ impl NicCapture {
         })
     }
 
-    /// Reads what is available for up to ~100 ms; returns frames read.
+    /// Reads every frame queued now, without waiting; returns how many.
     pub fn poll(&mut self) -> Result<usize, NetError> {
         let mut n = 0;
         loop {

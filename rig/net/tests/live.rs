@@ -544,11 +544,12 @@ fn libpcap_capture_on_an_interface_matches_tshark() {
     c2.send(b"not captured").unwrap();
     s2.recv(&mut buf).unwrap();
     let mut got = 0;
-    for _ in 0..20 {
+    for _ in 0..40 {
         got += cap.poll().unwrap();
         if got >= 40 {
             break;
         }
+        std::thread::sleep(Duration::from_millis(25));
     }
     let acc = cap.finish().unwrap();
     assert_eq!(got, 40);

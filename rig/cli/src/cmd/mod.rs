@@ -16,10 +16,18 @@ use crate::exit;
 pub(crate) fn load_bench(path: &Path) -> Result<Bench, u8> {
     Bench::load(path).map_err(|diags| {
         eprintln!("{diags}");
-        eprintln!(
-            "error: the bench file {} is invalid (see above)",
-            path.display()
-        );
+        if path.exists() {
+            eprintln!(
+                "error: the bench file {} is invalid (see above)",
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "error: no bench file {}; paths are relative to the current folder: \
+                 run rig from the repository root, or pass --bench FILE",
+                path.display()
+            );
+        }
         exit::USAGE
     })
 }
@@ -43,7 +51,7 @@ pub(crate) fn load_suites(paths: &[PathBuf]) -> Result<Vec<SuiteSelection>, u8> 
     }
     if bad > 0 {
         eprintln!(
-            "error: {bad} suite file{} invalid (see above)",
+            "error: {bad} suite file{} invalid or missing (see above)",
             if bad == 1 { " is" } else { "s are" }
         );
         return Err(exit::USAGE);

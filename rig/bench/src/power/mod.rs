@@ -1,0 +1,545 @@
+//! Power: an INA219 read through the `ina219` crate's driver, sampled on its own
+//! thread, written to CSV and integrated into energy per window.
+//!
+//! ```text
+//!  real bench:  linux_embedded_hal::I2cdev ─┐
+//!  sim bench:   SimIna219 (registers) ◄─────┤  Ina219Meter<I2C> (ina219::SyncIna219,
+//!               ▲ PowerModel ◄─ frames      │   calibration from the bench)
+//!                                           └─► Sampler thread ─► power.csv + PowerTrace
+//!                                                                 └─► energy_mj / Wh per window
+//! ```
+//!
+//! The same driver code runs on both buses: [`Ina219Meter`] is generic over
+//! `embedded_hal::i2c::I2c`. [`MeterConfig`] turns the bench's `[power]` keys
+//! (shunt, maximum current, averaging) into the calibration register, the PGA
+//! range and the ADC mode, with the datasheet's equations. The [`Sampler`]
+//! polls at the chip's conversion period and keeps only conversions the chip
+//! flags as ready, so each sample is one real conversion. Drivers never decide
+//! verdicts: [`PowerTrace::measurements`] returns `(name, value, unit)` and the
+//! caller applies limits (see [`crate::limits`]).
+
+pub mod model;
+pub mod sim;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use embedded_hal::i2c::I2c;
+use ina219::SyncIna219;
+use ina219::address::Address;
+use ina219::calibration::{IntCalibration, MicroAmpere};
+use ina219::configuration::{
+    BusVoltageRange, Configuration, MeasuredSignals, OperatingMode, Reset, Resolution,
+    ShuntVoltageRange,
+};
+
+use crate::BenchError;
+use crate::file::PowerSpec;
+pub use model::{Direction, FrameEvent, PowerModel, PowerProfile};
+pub use sim::{SimClock, SimIna219};
+
+/// Averaging counts the INA219 supports (`power.averaging`).
+pub const AVERAGING: &[u32] = &[1, 2, 4, 8, 16, 32, 64, 128];
+
+/// How to set up an INA219: from the bench's `[power]` table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MeterConfig {
+    /// 7-bit I2C address.
+    pub address: u8,
+    /// Shunt resistance (Ω).
+    pub shunt_ohms: f64,
+    /// The largest current expected (A): sets the current LSB and the PGA range.
+    pub max_current_a: f64,
+    /// Samples averaged per conversion (1, 2, 4 ... 128; 1 = plain 12-bit).
+    pub averaging: u32,
+}
+
+impl Default for MeterConfig {
+    fn default() -> Self {
+        Self {
+            address: 0x40,
+            shunt_ohms: 0.1,
+            max_current_a: 3.2,
+            averaging: 1,
+        }
+    }
+}
+
+impl MeterConfig {
+    /// The current LSB in µA: `max_current / 2^15` (datasheet eq. 2), rounded
+    /// up to a whole µA so the register math stays in integers.
+    pub fn current_lsb_ua(&self) -> i64 {
+        ((self.max_current_a * 1e6 / 32768.0).ceil() as i64).max(1)
+    }
+
+    /// The shunt in µΩ.
+    pub fn shunt_uohm(&self) -> u32 {
+        (self.shunt_ohms * 1e6).round().clamp(1.0, f64::from(u32::MAX)) as u32
+    }
+
+    /// The calibration (datasheet eq. 1: `trunc(0.04096 / (LSB × R))`).
+    pub fn calibration(&self) -> Result<IntCalibration, BenchError> {
+        IntCalibration::new(MicroAmpere(self.current_lsb_ua()), self.shunt_uohm()).ok_or_else(
+            || {
+                BenchError::power(format!(
+                    "no valid INA219 calibration for shunt {} Ω and max current {} A \
+                     (the calibration register must be 2..65535): pick another max_current_a",
+                    self.shunt_ohms, self.max_current_a
+                ))
+            },
+        )
+    }
+
+    /// The ADC setting for the averaging count.
+    pub fn resolution(&self) -> Resolution {
+        match self.averaging {
+            0 | 1 => Resolution::Res12Bit,
+            2 => Resolution::Avg2,
+            3 | 4 => Resolution::Avg4,
+            5..=8 => Resolution::Avg8,
+            9..=16 => Resolution::Avg16,
+            17..=32 => Resolution::Avg32,
+            33..=64 => Resolution::Avg64,
+            _ => Resolution::Avg128,
+        }
+    }
+
+    /// The smallest PGA range that holds `max_current × shunt`.
+    pub fn shunt_range(&self) -> ShuntVoltageRange {
+        let mv = self.max_current_a * self.shunt_ohms * 1000.0;
+        if mv <= 40.0 {
+            ShuntVoltageRange::Fsr40mv
+        } else if mv <= 80.0 {
+            ShuntVoltageRange::Fsr80mv
+        } else if mv <= 160.0 {
+            ShuntVoltageRange::Fsr160mv
+        } else {
+            ShuntVoltageRange::Fsr320mv
+        }
+    }
+
+    /// The configuration register: 32 V bus range, the PGA range, the
+    /// averaging on both ADCs, continuous shunt and bus conversions.
+    pub fn configuration(&self) -> Configuration {
+        Configuration {
+            reset: Reset::Run,
+            bus_voltage_range: BusVoltageRange::Fsr32v,
+            shunt_voltage_range: self.shunt_range(),
+            bus_resolution: self.resolution(),
+            shunt_resolution: self.resolution(),
+            operating_mode: OperatingMode::Continous(MeasuredSignals::ShutAndBusVoltage),
+        }
+    }
+
+    /// The time one conversion of shunt and bus takes with this averaging.
+    pub fn conversion_period(&self) -> Duration {
+        Duration::from_micros(u64::from(2 * self.resolution().conversion_time_us()))
+    }
+
+    /// From a bench's `[power]` table (`None` for a `model` table, which has
+    /// no chip settings: it gets the defaults).
+    pub fn from_spec(spec: &PowerSpec) -> Self {
+        match spec {
+            PowerSpec::Ina219 {
+                address,
+                shunt_ohms,
+                max_current_a,
+                averaging,
+                ..
+            } => Self {
+                address: *address,
+                shunt_ohms: *shunt_ohms,
+                max_current_a: *max_current_a,
+                averaging: *averaging,
+            },
+            PowerSpec::Model { .. } => Self::default(),
+        }
+    }
+}
+
+/// One conversion, as read from the chip.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// Time since the sampler's epoch (s).
+    pub t_s: f64,
+    /// Bus voltage (V).
+    pub bus_v: f64,
+    /// Shunt voltage (mV).
+    pub shunt_mv: f64,
+    /// Current (mA).
+    pub current_ma: f64,
+    /// Power (mW), from the chip's power register.
+    pub power_mw: f64,
+}
+
+/// The CSV header of a power trace.
+pub const CSV_HEADER: &str = "t_s,bus_v,shunt_mv,current_ma,power_mw";
+
+impl Sample {
+    /// The sample as a CSV row (no newline).
+    pub fn csv_row(&self) -> String {
+        format!(
+            "{:.6},{:.3},{:.2},{:.3},{:.3}",
+            self.t_s, self.bus_v, self.shunt_mv, self.current_ma, self.power_mw
+        )
+    }
+}
+
+/// Something that yields INA219 conversions.
+pub trait Meter: Send {
+    /// The next conversion if the chip has one ready, else `None`.
+    fn poll(&mut self) -> Result<Option<Sample>, BenchError>;
+    /// How often a conversion completes.
+    fn conversion_period(&self) -> Duration;
+}
+
+/// The `ina219` driver on any embedded-hal 1.0 I2C bus, calibrated from a [`MeterConfig`].
+pub struct Ina219Meter<I2C> {
+    chip: SyncIna219<I2C, IntCalibration>,
+    config: MeterConfig,
+    epoch: Instant,
+}
+
+impl<I2C> std::fmt::Debug for Ina219Meter<I2C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ina219Meter")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I2C: I2c> Ina219Meter<I2C>
+where
+    I2C::Error: std::fmt::Debug,
+{
+    /// Resets the chip, writes the calibration and the configuration.
+    /// Sample times count from `epoch`.
+    pub fn new(i2c: I2C, config: MeterConfig, epoch: Instant) -> Result<Self, BenchError> {
+        let address = Address::from_byte(config.address).map_err(|e| {
+            BenchError::power(format!("I2C address {:#04x}: {e}", config.address))
+        })?;
+        let calibration = config.calibration()?;
+        let mut chip = SyncIna219::new_calibrated(i2c, address, calibration).map_err(|e| {
+            BenchError::power(format!(
+                "no INA219 answered at {:#04x} as expected: {e:?}",
+                config.address
+            ))
+        })?;
+        chip.set_configuration(config.configuration())
+            .map_err(|e| BenchError::power(format!("cannot configure the INA219: {e:?}")))?;
+        Ok(Self {
+            chip,
+            config,
+            epoch,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &MeterConfig {
+        &self.config
+    }
+
+    /// The bus, back (for tests that inspect the simulated chip).
+    pub fn into_inner(self) -> I2C {
+        self.chip.destroy()
+    }
+}
+
+impl<I2C: I2c + Send> Meter for Ina219Meter<I2C>
+where
+    I2C::Error: std::fmt::Debug,
+{
+    fn poll(&mut self) -> Result<Option<Sample>, BenchError> {
+        let t_s = self.epoch.elapsed().as_secs_f64();
+        match self.chip.next_measurement() {
+            Ok(None) => Ok(None),
+            Ok(Some(m)) => Ok(Some(Sample {
+                t_s,
+                bus_v: f64::from(m.bus_voltage.voltage_mv()) / 1000.0,
+                shunt_mv: f64::from(m.shunt_voltage.shunt_voltage_uv()) / 1000.0,
+                current_ma: m.current.0 as f64 / 1000.0,
+                power_mw: m.power.0 as f64 / 1000.0,
+            })),
+            Err(e) => Err(BenchError::power(format!(
+                "reading the INA219 at {:#04x}: {e:?}",
+                self.config.address
+            ))),
+        }
+    }
+
+    fn conversion_period(&self) -> Duration {
+        self.config.conversion_period()
+    }
+}
+
+/// Opens the real INA219 a bench names, on its Linux I2C bus.
+pub fn open_i2c(
+    bus: &Path,
+    config: MeterConfig,
+    epoch: Instant,
+) -> Result<Ina219Meter<linux_embedded_hal::I2cdev>, BenchError> {
+    let dev = linux_embedded_hal::I2cdev::new(bus).map_err(|e| {
+        BenchError::power(format!(
+            "cannot open the I2C bus {}: {e} (is i2c-dev loaded and the bus enabled? `ls /dev/i2c-*`)",
+            bus.display()
+        ))
+    })?;
+    Ina219Meter::new(dev, config, epoch)
+}
+
+/// A simulated INA219 fed by an energy model, as a meter: the model handle is
+/// where frames go.
+pub fn open_sim(
+    profile: PowerProfile,
+    config: MeterConfig,
+    epoch: Instant,
+) -> Result<(Ina219Meter<SimIna219>, Arc<Mutex<PowerModel>>), BenchError> {
+    let model = Arc::new(Mutex::new(PowerModel::new(profile)));
+    let chip = SimIna219::new(
+        config.address,
+        config.shunt_ohms,
+        model.clone(),
+        SimClock::Real(epoch),
+    );
+    Ok((Ina219Meter::new(chip, config, epoch)?, model))
+}
+
+/// A finished (or running) power trace: the samples, in time order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PowerTrace {
+    /// The samples.
+    pub samples: Vec<Sample>,
+}
+
+/// Energy over a window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Energy {
+    /// Millijoules.
+    pub mj: f64,
+    /// Watt-hours.
+    pub wh: f64,
+    /// Mean power (mW).
+    pub mean_mw: f64,
+    /// Samples in the window.
+    pub samples: usize,
+}
+
+impl PowerTrace {
+    /// Energy over `[from_s, to_s)`: each sample's power holds from the
+    /// previous sample's time (a conversion averages the period before it),
+    /// clipped to the window.
+    pub fn energy(&self, from_s: f64, to_s: f64) -> Energy {
+        let mut mj = 0.0;
+        let mut n = 0;
+        let mut prev: Option<f64> = None;
+        for s in &self.samples {
+            let start = prev.unwrap_or(s.t_s);
+            prev = Some(s.t_s);
+            let (a, b) = (start.max(from_s), s.t_s.min(to_s));
+            if b > a {
+                mj += s.power_mw * (b - a);
+            }
+            if s.t_s >= from_s && s.t_s < to_s {
+                n += 1;
+            }
+        }
+        let d = to_s - from_s;
+        Energy {
+            mj,
+            wh: mj / 3.6e6,
+            mean_mw: if d > 0.0 { mj / d } else { 0.0 },
+            samples: n,
+        }
+    }
+
+    /// Measurements of a window as `(name, value, unit)`: energy in mJ and Wh,
+    /// mean power, and the sample count.
+    pub fn measurements(&self, from_s: f64, to_s: f64) -> Vec<(String, f64, &'static str)> {
+        let e = self.energy(from_s, to_s);
+        vec![
+            ("energy_mj".into(), e.mj, "mJ"),
+            ("energy_wh".into(), e.wh, "Wh"),
+            ("mean_power_mw".into(), e.mean_mw, "mW"),
+            ("power_samples".into(), e.samples as f64, "count"),
+        ]
+    }
+}
+
+/// Samples a meter on its own thread at the chip's conversion rate, writing
+/// every sample to a CSV file as it comes.
+#[derive(Debug)]
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    trace: Arc<Mutex<PowerTrace>>,
+    thread: Option<JoinHandle<Result<(), BenchError>>>,
+    csv: Option<PathBuf>,
+}
+
+impl Sampler {
+    /// Starts sampling `meter`; samples go to `csv` (created, with its folder)
+    /// if given.
+    pub fn start(mut meter: Box<dyn Meter>, csv: Option<&Path>) -> Result<Self, BenchError> {
+        let mut file = match csv {
+            Some(p) => {
+                if let Some(d) = p.parent() {
+                    std::fs::create_dir_all(d).map_err(|e| {
+                        BenchError::power(format!("cannot create {}: {e}", d.display()))
+                    })?;
+                }
+                let mut f = std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| {
+                    BenchError::power(format!("cannot create {}: {e}", p.display()))
+                })?);
+                writeln!(f, "{CSV_HEADER}").map_err(|e| {
+                    BenchError::power(format!("cannot write {}: {e}", p.display()))
+                })?;
+                Some((f, p.to_path_buf()))
+            }
+            None => None,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let trace = Arc::new(Mutex::new(PowerTrace::default()));
+        let (stop2, trace2) = (stop.clone(), trace.clone());
+        let thread = std::thread::Builder::new()
+            .name("rig-power-sampler".into())
+            .spawn(move || {
+                let period = meter.conversion_period();
+                // Poll a little faster than the chip converts, so no
+                // conversion is missed; not-ready polls return None.
+                let poll = (period / 2).max(Duration::from_micros(200));
+                let mut next = Instant::now();
+                while !stop2.load(Ordering::SeqCst) {
+                    if let Some(s) = meter.poll()? {
+                        if let Some((f, p)) = file.as_mut() {
+                            writeln!(f, "{}", s.csv_row()).map_err(|e| {
+                                BenchError::power(format!("cannot write {}: {e}", p.display()))
+                            })?;
+                        }
+                        trace2
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .samples
+                            .push(s);
+                    }
+                    next += poll;
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else {
+                        next = now;
+                    }
+                }
+                if let Some((f, p)) = file.as_mut() {
+                    f.flush().map_err(|e| {
+                        BenchError::power(format!("cannot write {}: {e}", p.display()))
+                    })?;
+                }
+                Ok(())
+            })
+            .map_err(|e| BenchError::power(format!("cannot start the sampler thread: {e}")))?;
+        Ok(Self {
+            stop,
+            trace,
+            thread: Some(thread),
+            csv: csv.map(Path::to_path_buf),
+        })
+    }
+
+    /// A copy of the samples so far.
+    pub fn snapshot(&self) -> PowerTrace {
+        self.trace.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The CSV file, if any.
+    pub fn csv_path(&self) -> Option<&Path> {
+        self.csv.as_deref()
+    }
+
+    /// Stops the thread (within one poll period) and returns the whole trace,
+    /// or the error that stopped it early.
+    pub fn stop(mut self) -> Result<PowerTrace, BenchError> {
+        self.finish()?;
+        Ok(self.snapshot())
+    }
+
+    fn finish(&mut self) -> Result<(), BenchError> {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(BenchError::power("the sampler thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_follows_the_datasheet_example() {
+        // Datasheet §8.5.1 style: 0.1 Ω, 3.2 A max → LSB 97.66 µA → 98 µA,
+        // Cal = trunc(0.04096 / (98e-6 × 0.1)) = 4179 → 4178 (bit 0 reads 0).
+        let c = MeterConfig::default();
+        assert_eq!(c.current_lsb_ua(), 98);
+        let cal = c.calibration().unwrap();
+        assert_eq!(cal.as_bits(), 4178);
+        assert_eq!(cal.power_lsb().0, 20 * 98);
+        assert_eq!(c.shunt_range(), ShuntVoltageRange::Fsr320mv);
+        // 1 A through 0.1 Ω is 100 mV: the 160 mV range.
+        let c = MeterConfig {
+            max_current_a: 1.0,
+            averaging: 16,
+            ..Default::default()
+        };
+        assert_eq!(c.shunt_range(), ShuntVoltageRange::Fsr160mv);
+        assert_eq!(c.resolution(), Resolution::Avg16);
+        assert_eq!(c.conversion_period(), Duration::from_micros(2 * 8_510));
+        // Configuration bits: BRNG=1, PG=10, BADC=SADC=1100, MODE=111.
+        assert_eq!(c.configuration().as_bits(), 0b0011_0110_0110_0111);
+    }
+
+    #[test]
+    fn an_impossible_calibration_is_a_clear_error() {
+        let c = MeterConfig {
+            shunt_ohms: 100.0,
+            max_current_a: 30.0,
+            ..Default::default()
+        };
+        let e = c.calibration().unwrap_err().to_string();
+        assert!(e.contains("max_current_a"), "{e}");
+    }
+
+    #[test]
+    fn energy_of_a_constant_trace_is_power_times_time() {
+        let trace = PowerTrace {
+            samples: (0..=100)
+                .map(|i| Sample {
+                    t_s: f64::from(i) * 0.1,
+                    bus_v: 5.0,
+                    shunt_mv: 50.0,
+                    current_ma: 500.0,
+                    power_mw: 2500.0,
+                })
+                .collect(),
+        };
+        let e = trace.energy(0.0, 10.0);
+        assert!((e.mj - 25_000.0).abs() < 1e-6, "{e:?}");
+        assert!((e.wh - 25.0 / 3600.0).abs() < 1e-9);
+        assert!((e.mean_mw - 2500.0).abs() < 1e-6);
+        let half = trace.energy(2.5, 7.5);
+        assert!((half.mj - 12_500.0).abs() < 1e-6, "{half:?}");
+        let m = trace.measurements(0.0, 10.0);
+        assert_eq!(m[0].0, "energy_mj");
+        assert_eq!(m[1].2, "Wh");
+    }
+}
