@@ -89,7 +89,15 @@ def paths():
         write("path_parse", f"{i:02}", p.encode())
 
 
+def ops():
+    # Structured target: any bytes are a valid `Case` (arbitrary); two
+    # deterministic seeds give libFuzzer a start with a few operations.
+    write("coap_endpoint_ops", "counting", bytes(range(256)))
+    write("coap_endpoint_ops", "sends", bytes([1, 0, 2, 3, 4, 5]) + bytes([10, 0, 0, 1, 1, 0, 0, 0, 0, 0] * 12))
+
+
 if __name__ == "__main__":
+    ops()
     content_vectors()
     coap_vectors()
     paths()

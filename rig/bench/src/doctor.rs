@@ -88,17 +88,61 @@ pub fn check(bench: &Bench) -> Vec<Check> {
                 ),
             });
         }
-        TargetKind::ProbeRs { firmware, .. } => {
+        TargetKind::ProbeRs {
+            chip,
+            probe,
+            firmware,
+            base_address,
+        } => {
             out.push(file_check(
                 "firmware image",
                 firmware,
                 "build the firmware, or fix target.firmware",
             ));
-            out.push(Check::fail(
-                "probe-rs target",
-                "target kind \"probe-rs\" is not supported yet on this build",
-                "use a sim or process bench for now",
-            ));
+            match crate::probe::lookup_chip(chip) {
+                Ok(target) => {
+                    out.push(Check::pass(
+                        "chip",
+                        format!("{chip} is in probe-rs's database"),
+                    ));
+                    if firmware.is_file() {
+                        out.push(
+                            match crate::probe::check_fit(&target, firmware, *base_address) {
+                                Ok((_, fit)) => Check::pass(
+                                    "firmware fits",
+                                    format!(
+                                        "{} of {} flash bytes, {} of {} RAM bytes",
+                                        fit.flash_bytes,
+                                        fit.flash_size,
+                                        fit.ram_bytes,
+                                        fit.ram_size
+                                    ),
+                                ),
+                                Err(e) => Check::fail(
+                                    "firmware fits",
+                                    e.to_string(),
+                                    "build for the bench's chip, or fix target.chip",
+                                ),
+                            },
+                        );
+                    }
+                }
+                Err(e) => out.push(Check::fail(
+                    "chip",
+                    e.to_string(),
+                    "fix target.chip in the bench file",
+                )),
+            }
+            out.push(
+                match crate::probe::select_probe(probe.as_deref(), &crate::probe::list_probes()) {
+                    Ok(p) => Check::pass("debug probe", p.to_string()),
+                    Err(e) => Check::fail(
+                        "debug probe",
+                        e.to_string(),
+                        "plug the probe in; `rig bench scan` lists what is attached",
+                    ),
+                },
+            );
         }
         TargetKind::Ssh { key, .. } => {
             if let Some(k) = key {

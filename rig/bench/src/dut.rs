@@ -106,4 +106,12 @@ pub trait Dut: Send {
 
     /// Identity facts for the report: kind, command or chip, firmware hash, versions.
     fn identity(&self) -> BTreeMap<String, String>;
+
+    /// Cuts and restores the DUT's power through the bench's
+    /// `target.power_switch`, to recover a board that stopped answering;
+    /// call [`Dut::start`] afterwards. [`BenchError::Unsupported`] when the
+    /// bench has no switch.
+    async fn power_cycle(&mut self) -> Result<(), BenchError> {
+        Err(BenchError::Unsupported("power_cycle".into()))
+    }
 }

@@ -58,6 +58,22 @@ pub struct TargetSpec {
     /// The device profile (loaded and validated). `None` for a process DUT
     /// without one: it can be started and stopped but has no actions.
     pub profile: Option<Profile>,
+    /// How to cut and restore the DUT's power, if the bench can.
+    pub power_switch: Option<PowerSwitch>,
+}
+
+/// A way to power-cycle the DUT (`target.power_switch`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PowerSwitch {
+    /// A program (and arguments) that cycles the power, e.g. a PDU script.
+    Command(Vec<String>),
+    /// A USB hub port switched with `uhubctl -l <hub> -p <port> -a cycle`.
+    Uhubctl {
+        /// The hub's location, e.g. `1-1`.
+        hub: String,
+        /// The port number on the hub.
+        port: u32,
+    },
 }
 
 /// Where the reference agent binary comes from.
@@ -363,6 +379,7 @@ const TARGET_KEYS: &[(&str, &[&str])] = &[
     ("firmware", &["probe-rs"]),
     ("base_address", &["probe-rs"]),
     ("host", &["ssh"]),
+    ("power_switch", &["sim", "process", "probe-rs", "ssh"]),
     ("user", &["ssh"]),
     ("key", &["ssh"]),
 ];
@@ -407,6 +424,10 @@ fn target(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>, dir: &Path) -> Optio
 
     let console = match t.get("console") {
         Some(i) => i.table(cx).and_then(|c| console(cx, c)).map(Some),
+        None => Some(None),
+    };
+    let power_switch = match t.get("power_switch") {
+        Some(i) => i.table(cx).and_then(|s| power_switch(cx, s)).map(Some),
         None => Some(None),
     };
 
@@ -514,7 +535,60 @@ fn target(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>, dir: &Path) -> Optio
         kind: spec?,
         console: console?,
         profile: profile?,
+        power_switch: power_switch?,
     })
+}
+
+fn power_switch(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<PowerSwitch> {
+    let command = t.get("command");
+    let uhubctl = t.get("uhubctl");
+    let out = match (command, uhubctl) {
+        (Some(c), None) => {
+            let list = c.str_array(cx)?;
+            if list.first().is_none_or(|s| s.get_ref().trim().is_empty()) {
+                cx.error(
+                    c.span(),
+                    &c.field,
+                    "must name a program: a non-empty first element",
+                );
+                None
+            } else {
+                Some(PowerSwitch::Command(
+                    list.into_iter().map(|s| s.into_inner()).collect(),
+                ))
+            }
+        }
+        (None, Some(u)) => {
+            let mut u = u.table(cx)?;
+            let hub = u
+                .required(
+                    cx,
+                    "hub",
+                    "the hub location, e.g. \"1-1\" (`uhubctl` lists them)",
+                )
+                .and_then(|i| i.non_empty_str(cx))
+                .map(str::to_string);
+            let port = u
+                .required(cx, "port", "the port number on the hub")
+                .and_then(|i| i.int(cx, 1..=255))
+                .and_then(|p| u32::try_from(p).ok());
+            u.finish(cx);
+            Some(PowerSwitch::Uhubctl {
+                hub: hub?,
+                port: port?,
+            })
+        }
+        _ => {
+            cx.error(
+                t.span(),
+                t.field(),
+                "expected exactly one of `command = [...]` or `uhubctl = { hub, port }`",
+            );
+            None
+        }
+    };
+    t.finish(cx);
+    out
 }
 
 fn load_profile(
@@ -739,7 +813,24 @@ fn power(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<PowerSpec> 
                 .required(cx, "shunt_ohms", "the shunt resistance, e.g. 0.1")
                 .and_then(|i| i.number(cx, 0.0, 100.0));
             let max_current = match t.get("max_current_a") {
-                Some(i) => i.number(cx, 0.0, 100.0),
+                Some(i) => i.number(cx, 0.0, 100.0).and_then(|a| {
+                    // The shunt voltage at full scale must fit the widest PGA range.
+                    let mv = shunt.map_or(0.0, |r| a * r * 1000.0);
+                    if mv > 320.0 {
+                        cx.error_help(
+                            i.span(),
+                            &i.field,
+                            format!(
+                                "{a} A through the {} Ω shunt is {mv:.0} mV, beyond the INA219's ±320 mV",
+                                shunt.unwrap_or_default()
+                            ),
+                            "use a smaller shunt, or a lower max_current_a",
+                        );
+                        None
+                    } else {
+                        Some(a)
+                    }
+                }),
                 None => Some(3.2),
             };
             let averaging = match t.get("averaging") {
@@ -757,7 +848,13 @@ fn power(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<PowerSpec> 
                 None => Some(1),
             };
             match (bus, address, shunt, max_current, averaging) {
-                (Some(bus), Some(address), Some(shunt_ohms), Some(max_current_a), Some(averaging)) => {
+                (
+                    Some(bus),
+                    Some(address),
+                    Some(shunt_ohms),
+                    Some(max_current_a),
+                    Some(averaging),
+                ) => {
                     let spec = PowerSpec::Ina219 {
                         bus,
                         address,
@@ -777,7 +874,14 @@ fn power(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<PowerSpec> 
             }
         }
         None => {
-            t.allow(&["profile", "bus", "address", "shunt_ohms", "max_current_a", "averaging"]);
+            t.allow(&[
+                "profile",
+                "bus",
+                "address",
+                "shunt_ohms",
+                "max_current_a",
+                "averaging",
+            ]);
             None
         }
     };

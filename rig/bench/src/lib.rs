@@ -15,6 +15,11 @@
 //!   reconnect after re-enumeration) into the same [`console::Console`].
 //! - [`probe`]: the probe-rs target (chip lookup, firmware-fit checks, probe
 //!   selection, download with progress, reset, RTT).
+//! - [`lock`]: bench leases (lock file with heartbeat and maximum hold time).
+//! - [`scan`]: what is attached (probes, serial ports by id, I2C buses) and a
+//!   bench-file skeleton for it (`rig bench scan`).
+//! - [`switch`]: power switches (a command or a uhubctl hub port) behind
+//!   [`dut::Dut::power_cycle`].
 //! - [`limits`]: limits with a marginal band for measurements.
 //!
 //! How the CLI uses it:
@@ -37,10 +42,13 @@ pub mod doctor;
 pub mod dut;
 pub mod file;
 pub mod limits;
+pub mod lock;
 pub mod power;
 pub mod probe;
 pub mod profile;
+pub mod scan;
 pub mod serial;
+pub mod switch;
 pub mod target;
 pub mod template;
 

@@ -98,7 +98,11 @@ pub struct FirmwareFit {
 }
 
 /// The format from the file's first bytes and extension. A `.bin` needs `base`.
-pub fn detect_format(path: &Path, bytes: &[u8], base: Option<u64>) -> Result<FirmwareFormat, BenchError> {
+pub fn detect_format(
+    path: &Path,
+    bytes: &[u8],
+    base: Option<u64>,
+) -> Result<FirmwareFormat, BenchError> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -130,12 +134,14 @@ fn regions(target: &Target) -> (Regions, Regions) {
     let mut ram = Vec::new();
     for r in &target.memory_map {
         match r {
-            MemoryRegion::Nvm(n) => {
-                nvm.push((n.name.clone().unwrap_or_else(|| "flash".into()), n.range.clone()))
-            }
-            MemoryRegion::Ram(m) => {
-                ram.push((m.name.clone().unwrap_or_else(|| "RAM".into()), m.range.clone()))
-            }
+            MemoryRegion::Nvm(n) => nvm.push((
+                n.name.clone().unwrap_or_else(|| "flash".into()),
+                n.range.clone(),
+            )),
+            MemoryRegion::Ram(m) => ram.push((
+                m.name.clone().unwrap_or_else(|| "RAM".into()),
+                m.range.clone(),
+            )),
             MemoryRegion::Generic(_) => {}
         }
     }
@@ -332,7 +338,13 @@ impl ProbeInfo {
 
 impl std::fmt::Display for ProbeInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, {})", self.selector(), self.identifier, self.probe_type)
+        write!(
+            f,
+            "{} ({}, {})",
+            self.selector(),
+            self.identifier,
+            self.probe_type
+        )
     }
 }
 
@@ -388,12 +400,17 @@ pub fn select_probe(selector: Option<&str>, probes: &[ProbeInfo]) -> Result<Prob
         let seen = if seen.is_empty() {
             "no USB devices at all (is this a container or VM without USB passthrough?)".into()
         } else {
-            format!("these USB devices, none a known debug probe:\n  {}", seen.join("\n  "))
+            format!(
+                "these USB devices, none a known debug probe:\n  {}",
+                seen.join("\n  ")
+            )
         };
         return Err(BenchError::Probe(format!(
             "no debug probe found{}: probe-rs looked for CMSIS-DAP, J-Link, ST-Link, ESP USB-JTAG and others and saw {seen}. \
              Check the USB cable and that this user may open the probe (probe-rs udev rules, or run as root)",
-            selector.map(|s| format!(" matching {s}")).unwrap_or_default()
+            selector
+                .map(|s| format!(" matching {s}"))
+                .unwrap_or_default()
         )));
     }
     let Some(sel) = selector else {
@@ -509,9 +526,12 @@ pub fn flash(
                 .map_err(|e| BenchError::Probe(format!("probe {chosen}: {e}")))?,
         )
         .map_err(|e| BenchError::Probe(format!("cannot open the probe {chosen}: {e}")))?;
-    let mut session = probe
-        .attach(target, Permissions::default())
-        .map_err(|e| BenchError::Probe(format!("cannot attach to {} through {chosen}: {e}", job.chip)))?;
+    let mut session = probe.attach(target, Permissions::default()).map_err(|e| {
+        BenchError::Probe(format!(
+            "cannot attach to {} through {chosen}: {e}",
+            job.chip
+        ))
+    })?;
     let mut opts = DownloadOptions::default();
     opts.verify = job.verify;
     opts.progress = FlashProgress::new(|e: ProgressEvent| {
@@ -520,7 +540,9 @@ pub fn flash(
                 phase: phase(operation),
                 total,
             },
-            ProgressEvent::Progress { operation, size, .. } => FlashEvent::Advance {
+            ProgressEvent::Progress {
+                operation, size, ..
+            } => FlashEvent::Advance {
                 phase: phase(operation),
                 bytes: size,
             },
@@ -630,6 +652,7 @@ pub struct ProbeDut {
     values: BTreeMap<String, String>,
     identity: BTreeMap<String, String>,
     progress: Option<Arc<dyn Fn(FlashEvent) + Send + Sync>>,
+    power_switch: Option<crate::file::PowerSwitch>,
 }
 
 impl std::fmt::Debug for ProbeDut {
@@ -676,7 +699,13 @@ impl ProbeDut {
             values: BTreeMap::new(),
             identity,
             progress: None,
+            power_switch: None,
         })
+    }
+
+    /// The bench's power switch, for [`Dut::power_cycle`].
+    pub fn set_power_switch(&mut self, switch: Option<crate::file::PowerSwitch>) {
+        self.power_switch = switch;
     }
 
     /// Where download progress goes (the CLI turns it into a progress bar).
@@ -685,7 +714,9 @@ impl ProbeDut {
     }
 
     fn ending(&self) -> &str {
-        self.profile.as_ref().map_or("\n", |p| p.line_ending.as_str())
+        self.profile
+            .as_ref()
+            .map_or("\n", |p| p.line_ending.as_str())
     }
 
     fn send(&self, line: &str) -> Result<(), BenchError> {
@@ -730,7 +761,9 @@ impl ProbeDut {
             if !self.console.is_running() {
                 return Err(BenchError::NotRunning(format!(
                     "waiting for `{pattern}`: {}",
-                    self.console.exit_note().unwrap_or_else(|| "not started".into())
+                    self.console
+                        .exit_note()
+                        .unwrap_or_else(|| "not started".into())
                 )));
             }
             if !matches!(
@@ -763,7 +796,11 @@ impl Dut for ProbeDut {
         self.cursor = self.console.len();
         self.console.push(
             Stream::Rig,
-            &format!("flashing {} onto {}", self.job.firmware.display(), self.job.chip),
+            &format!(
+                "flashing {} onto {}",
+                self.job.firmware.display(),
+                self.job.chip
+            ),
         );
         let job = self.job.clone();
         let progress = self.progress.clone();
@@ -804,6 +841,10 @@ impl Dut for ProbeDut {
         let Some(profile) = self.profile.clone() else {
             return Ok(());
         };
+        let wait = self.start_timeout.max(profile.ready_timeout);
+        if let Some(boot) = &profile.boot {
+            self.wait_for(boot, None, wait).await?;
+        }
         if let Some(start) = &profile.start {
             let line = start
                 .render(&self.values, &[])
@@ -811,8 +852,7 @@ impl Dut for ProbeDut {
             self.send(&line)?;
         }
         if let Some(ready) = &profile.ready {
-            let t = self.start_timeout.max(profile.ready_timeout);
-            self.wait_for(ready, None, t).await?;
+            self.wait_for(ready, None, wait).await?;
         }
         Ok(())
     }
@@ -857,8 +897,12 @@ impl Dut for ProbeDut {
         self.cursor = self.console.len();
         self.send(&line)?;
         if let Some(expect) = &spec.expect {
-            self.wait_for(expect, fail.as_deref().map(|f| (name.as_str(), f)), spec.timeout)
-                .await?;
+            self.wait_for(
+                expect,
+                fail.as_deref().map(|f| (name.as_str(), f)),
+                spec.timeout,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -887,5 +931,13 @@ impl Dut for ProbeDut {
 
     fn identity(&self) -> BTreeMap<String, String> {
         self.identity.clone()
+    }
+
+    async fn power_cycle(&mut self) -> Result<(), BenchError> {
+        let Some(switch) = self.power_switch.clone() else {
+            return Err(BenchError::Unsupported("power_cycle".into()));
+        };
+        // The serial port re-enumerates with the board; the console reconnects.
+        crate::switch::power_cycle(&switch, &self.console).await
     }
 }

@@ -68,6 +68,10 @@ pub struct Profile {
     pub path: PathBuf,
     /// What DUT it drives.
     pub description: String,
+    /// A substring of the boot banner: on boards that are flashed or reset
+    /// (probe-rs), the rig waits for it (at most `ready_timeout`) before
+    /// sending `start`, so the line is not lost while the shell comes up.
+    pub boot: Option<String>,
     /// A line sent right after the DUT is spawned (placeholders allowed).
     pub start: Option<Template>,
     /// A substring that shows the DUT is up, expected after `start`.
@@ -129,6 +133,7 @@ impl Profile {
             name: String::new(),
             path: src.path().to_path_buf(),
             description: String::new(),
+            boot: None,
             start: None,
             ready: None,
             ready_timeout: Duration::from_secs(10),
@@ -150,6 +155,10 @@ impl Profile {
             if let Some(d) = t.get("description").and_then(|i| i.str(&mut cx)) {
                 p.description = d.to_string();
             }
+            p.boot = t
+                .get("boot")
+                .and_then(|i| i.non_empty_str(&mut cx))
+                .map(str::to_string);
             if let Some(i) = t.get("start") {
                 p.start = template(&mut cx, &i, false);
             }
@@ -223,6 +232,7 @@ impl Profile {
             name: "rig-agent (invalid built-in profile)".into(),
             path: src.path().to_path_buf(),
             description: String::new(),
+            boot: None,
             start: None,
             ready: None,
             ready_timeout: Duration::from_secs(10),

@@ -58,13 +58,15 @@ pub fn open(bench: &Bench, evidence_dir: &Path) -> Result<Box<dyn Dut>, BenchErr
             base_address: *base_address,
             verify: true,
         };
-        return Ok(Box::new(crate::probe::ProbeDut::new(
+        let mut dut = crate::probe::ProbeDut::new(
             job,
             bench.target.console.clone(),
             bench.target.profile.clone(),
             bench.timeouts.start,
             Some(&evidence_dir.join(CONSOLE_LOG)),
-        )?));
+        )?;
+        dut.set_power_switch(bench.target.power_switch.clone());
+        return Ok(Box::new(dut));
     }
     if let Some(console) = &bench.target.console {
         return Err(BenchError::NotSupported {
@@ -97,12 +99,9 @@ pub fn open(bench: &Bench, evidence_dir: &Path) -> Result<Box<dyn Dut>, BenchErr
                 .profile
                 .clone()
                 .unwrap_or_else(Profile::rig_agent);
-            Ok(Box::new(ProcessDut::new(
-                spec,
-                Some(profile),
-                bench.timeouts.start,
-                Some(&log),
-            )?))
+            let mut dut = ProcessDut::new(spec, Some(profile), bench.timeouts.start, Some(&log))?;
+            dut.set_power_switch(bench.target.power_switch.clone());
+            Ok(Box::new(dut))
         }
         TargetKind::Process { command, cwd, env } => {
             let spec = ProcessSpec {
@@ -111,12 +110,14 @@ pub fn open(bench: &Bench, evidence_dir: &Path) -> Result<Box<dyn Dut>, BenchErr
                 env: env.clone(),
                 agent_args: false,
             };
-            Ok(Box::new(ProcessDut::new(
+            let mut dut = ProcessDut::new(
                 spec,
                 bench.target.profile.clone(),
                 bench.timeouts.start,
                 Some(&log),
-            )?))
+            )?;
+            dut.set_power_switch(bench.target.power_switch.clone());
+            Ok(Box::new(dut))
         }
         other => Err(BenchError::NotSupported {
             what: format!("target kind \"{}\"", other.as_str()),
@@ -212,6 +213,7 @@ pub struct ProcessDut {
     /// The program file that was started, and its SHA-256 (the "firmware hash"
     /// of a process DUT), computed once per program.
     program: Option<(PathBuf, String)>,
+    power_switch: Option<crate::file::PowerSwitch>,
 }
 
 impl std::fmt::Debug for ProcessDut {
@@ -247,6 +249,7 @@ impl ProcessDut {
             values: BTreeMap::new(),
             argv: Vec::new(),
             program: None,
+            power_switch: None,
         };
         // A program named without placeholders is known before the start, so
         // the report's identity (taken before the first case) has its hash.
@@ -256,6 +259,11 @@ impl ProcessDut {
             dut.identify_program(&program);
         }
         Ok(dut)
+    }
+
+    /// The bench's power switch, for [`Dut::power_cycle`].
+    pub fn set_power_switch(&mut self, switch: Option<crate::file::PowerSwitch>) {
+        self.power_switch = switch;
     }
 
     /// The captured console (also as [`Dut::console`]).
@@ -691,6 +699,13 @@ impl Dut for ProcessDut {
             m.insert("profile".into(), p.name.clone());
         }
         m
+    }
+
+    async fn power_cycle(&mut self) -> Result<(), BenchError> {
+        let Some(switch) = self.power_switch.clone() else {
+            return Err(BenchError::Unsupported("power_cycle".into()));
+        };
+        crate::switch::power_cycle(&switch, &self.console).await
     }
 }
 

@@ -3,6 +3,8 @@
 //! flag behaves as the datasheet says, and the sampler's CSV and energy match
 //! an analytic integral of the model.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test code: a failed unwrap is a failed test
+
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +31,10 @@ fn the_driver_reads_bus_voltage_current_and_power_of_the_model_within_one_lsb() 
     // Nothing converted yet at t = 0.
     assert_eq!(meter.poll().unwrap(), None);
     now.store(ms(2), Ordering::SeqCst);
-    let s = meter.poll().unwrap().expect("a conversion is ready after 2 ms");
+    let s = meter
+        .poll()
+        .unwrap()
+        .expect("a conversion is ready after 2 ms");
     // 540 mA baseline through 0.1 Ω from 5.1 V.
     let i = 0.540;
     assert!((s.shunt_mv - i * 0.1 * 1000.0).abs() <= 0.01, "{s:?}");
@@ -60,7 +65,10 @@ fn the_driver_reads_bus_voltage_current_and_power_of_the_model_within_one_lsb() 
     });
     now.store(ms(10), Ordering::SeqCst);
     let s = meter.poll().unwrap().unwrap();
-    assert!((s.current_ma - 600.0).abs() <= 600.0 * 0.004 + lsb_ma, "{s:?}");
+    assert!(
+        (s.current_ma - 600.0).abs() <= 600.0 * 0.004 + lsb_ma,
+        "{s:?}"
+    );
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! selection rules, and the download path as far as the first USB access
 //! (no probe is attached on CI machines).
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test code: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 
 use rig_bench::BenchError;
@@ -81,9 +83,9 @@ fn an_elf_with_flash_data_and_bss_fits_and_is_measured() {
         dir.path(),
         "app.elf",
         &elf32(&[
-            (0x0, 0x0, 1024, 1024),                  // .text
-            (0x400, 0x2000_0000, 64, 128),           // .data, loaded from flash
-            (0x2000_0100, 0x2000_0100, 0, 1024),     // .bss
+            (0x0, 0x0, 1024, 1024),              // .text
+            (0x400, 0x2000_0000, 64, 128),       // .data, loaded from flash
+            (0x2000_0100, 0x2000_0100, 0, 1024), // .bss
         ]),
     );
     let (format, fit) = check_fit(&t, &fw, None).unwrap();
@@ -98,7 +100,11 @@ fn an_elf_with_flash_data_and_bss_fits_and_is_measured() {
 fn an_elf_past_the_end_of_flash_or_ram_is_refused_before_any_probe() {
     let dir = tempfile::tempdir().unwrap();
     let t = lookup_chip(CHIP).unwrap();
-    let big = write(dir.path(), "big.elf", &elf32(&[(0xF_FF00, 0xF_FF00, 0x200, 0x200)]));
+    let big = write(
+        dir.path(),
+        "big.elf",
+        &elf32(&[(0xF_FF00, 0xF_FF00, 0x200, 0x200)]),
+    );
     let e = check_fit(&t, &big, None).unwrap_err().to_string();
     assert!(
         e.contains("512 bytes at 0x000fff00..0x00100100 do not fit the flash of nRF52840_xxAA"),
@@ -110,7 +116,10 @@ fn an_elf_past_the_end_of_flash_or_ram_is_refused_before_any_probe() {
         &elf32(&[(0, 0, 16, 16), (0x2003_FF00, 0x2003_FF00, 0, 0x200)]),
     );
     let e = check_fit(&t, &ram, None).unwrap_err().to_string();
-    assert!(e.contains("RAM segment at 0x2003ff00..0x20040100 is outside the RAM"), "{e}");
+    assert!(
+        e.contains("RAM segment at 0x2003ff00..0x20040100 is outside the RAM"),
+        "{e}"
+    );
     let junk = write(dir.path(), "junk.elf", b"\x7fELF\x01\x01");
     let e = check_fit(&t, &junk, None).unwrap_err().to_string();
     assert!(e.contains("not a valid ELF file"), "{e}");
@@ -148,7 +157,10 @@ fn intel_hex_records_are_placed_with_their_extended_addresses() {
         ]),
     );
     let e = check_fit(&t, &outside, None).unwrap_err().to_string();
-    assert!(e.contains("4 bytes at 0x30000000..0x30000004 do not fit"), "{e}");
+    assert!(
+        e.contains("4 bytes at 0x30000000..0x30000004 do not fit"),
+        "{e}"
+    );
     let broken = write(dir.path(), "broken.hex", b":10000000ZZ\n");
     let e = check_fit(&t, &broken, None).unwrap_err().to_string();
     assert!(e.contains("Intel HEX record 1"), "{e}");
@@ -181,18 +193,34 @@ fn probe(vid: u16, pid: u16, serial: &str) -> ProbeInfo {
 fn probe_selection_never_guesses() {
     let e = select_probe(None, &[]).unwrap_err().to_string();
     assert!(e.starts_with("no debug probe found"), "{e}");
-    let two = [probe(0x1366, 0x1015, "000683"), probe(0x1366, 0x1015, "000999")];
+    let two = [
+        probe(0x1366, 0x1015, "000683"),
+        probe(0x1366, 0x1015, "000999"),
+    ];
     let e = select_probe(None, &two).unwrap_err().to_string();
     assert!(e.contains("2 debug probes are attached"), "{e}");
-    assert!(e.contains("1366:1015:000683") && e.contains("1366:1015:000999"), "{e}");
-    let e = select_probe(Some("1366:1015"), &two).unwrap_err().to_string();
+    assert!(
+        e.contains("1366:1015:000683") && e.contains("1366:1015:000999"),
+        "{e}"
+    );
+    let e = select_probe(Some("1366:1015"), &two)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("2 probes match"), "{e}");
     assert_eq!(
-        select_probe(Some("1366:1015:000999"), &two).unwrap().serial.as_deref(),
+        select_probe(Some("1366:1015:000999"), &two)
+            .unwrap()
+            .serial
+            .as_deref(),
         Some("000999")
     );
-    let e = select_probe(Some("0d28:0204:abc"), &two).unwrap_err().to_string();
-    assert!(e.contains("no debug probe matches target.probe = \"0d28:0204:abc\""), "{e}");
+    let e = select_probe(Some("0d28:0204:abc"), &two)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no debug probe matches target.probe = \"0d28:0204:abc\""),
+        "{e}"
+    );
     assert_eq!(select_probe(None, &two[..1]).unwrap(), two[0]);
 }
 
@@ -215,7 +243,10 @@ fn flashing_goes_as_far_as_the_first_usb_access() {
     let e = flash(&job, |_| {}).unwrap_err();
     assert!(matches!(e, BenchError::Probe(_)), "{e:?}");
     let text = e.to_string();
-    assert!(text.starts_with("no debug probe found matching 1366:1015:000683"), "{text}");
+    assert!(
+        text.starts_with("no debug probe found matching 1366:1015:000683"),
+        "{text}"
+    );
     // A bad chip or a bad image fails before that, without touching USB.
     let e = flash(
         &FlashJob {

@@ -3,6 +3,8 @@
 //! plays the device on the master side. Re-enumeration is simulated by
 //! closing the pty and pointing the symlink at a new one.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test code: a failed unwrap is a failed test
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -96,7 +98,9 @@ fn lines_commands_and_break_go_through_the_port() {
     assert!(t.control_flags.contains(C::CSTOPB));
     assert!(!t.local_flags.contains(L::ECHO | L::ICANON));
 
-    dev.master.write_all(b"*** Booting Zephyr OS\r\nuart:~$ ").unwrap();
+    dev.master
+        .write_all(b"*** Booting Zephyr OS\r\nuart:~$ ")
+        .unwrap();
     assert!(wait_for(&console, "Booting Zephyr", Duration::from_secs(5)));
     serial.send_line("lwm2m start ep1", "\r\n").unwrap();
     let sent = read_master(&mut dev.master, "ep1\r\n", Duration::from_secs(5));
@@ -130,7 +134,11 @@ fn a_port_that_re_enumerates_is_reopened_without_losing_lines() {
     // The device resets: its node vanishes, and comes back a little later.
     drop(first);
     let _ = std::fs::remove_file(&by_id);
-    assert!(wait_for(&console, "serial port lost", Duration::from_secs(5)));
+    assert!(wait_for(
+        &console,
+        "serial port lost",
+        Duration::from_secs(5)
+    ));
     assert!(!serial.is_connected());
     std::thread::sleep(Duration::from_millis(300));
     let mut second = pty();

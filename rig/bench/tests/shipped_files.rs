@@ -30,6 +30,33 @@ fn shipped_benches_are_valid_and_runnable_without_privileges() {
 }
 
 #[test]
+fn shipped_hardware_benches_load_without_diagnostics() {
+    let nrf = Bench::load(&hardware().join("nrf9160dk.toml")).unwrap_or_else(|d| panic!("{d}"));
+    let TargetKind::ProbeRs { chip, .. } = &nrf.target.kind else {
+        panic!("{:?}", nrf.target.kind)
+    };
+    // The chip names are probe-rs's own.
+    rig_bench::probe::lookup_chip(chip).unwrap();
+    assert!(nrf.target.console.is_some());
+    assert!(nrf.features.contains("power"));
+    let pico = Bench::load(&hardware().join("pico-w.toml")).unwrap_or_else(|d| panic!("{d}"));
+    let TargetKind::ProbeRs { chip, .. } = &pico.target.kind else {
+        panic!("{:?}", pico.target.kind)
+    };
+    rig_bench::probe::lookup_chip(chip).unwrap();
+    let rpi = Bench::load(&hardware().join("rpi4-ina219.toml")).unwrap_or_else(|d| panic!("{d}"));
+    assert!(matches!(rpi.target.kind, TargetKind::Process { .. }));
+    assert!(matches!(rpi.network, NetworkSpec::Nic { impair: true, .. }));
+    for b in [&nrf, &pico, &rpi] {
+        // Every INA219 setting gives a valid calibration.
+        let p = b.power.as_ref().unwrap();
+        rig_bench::power::MeterConfig::from_spec(p)
+            .calibration()
+            .unwrap();
+    }
+}
+
+#[test]
 fn shipped_profiles_are_valid() {
     for entry in std::fs::read_dir(hardware().join("profiles")).unwrap() {
         let path = entry.unwrap().path();

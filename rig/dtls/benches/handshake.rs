@@ -17,7 +17,9 @@ use criterion::{Criterion, criterion_group};
 use rig_dtls::*;
 
 fn pki(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pki").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/pki")
+        .join(name)
 }
 
 fn store() -> CredentialStore {
@@ -125,8 +127,8 @@ async fn udp_handshakes(server: SocketAddr, mode: Mode) -> Result<Duration, Dtls
     let ctx = Arc::new(ClientContext::new(client_config(mode))?);
     let start = Instant::now();
     for _ in 0..UDP_HANDSHAKES {
-        let c = DtlsClientSocket::connect("127.0.0.1:0".parse().unwrap(), server, ctx.clone())
-            .await?;
+        let c =
+            DtlsClientSocket::connect("127.0.0.1:0".parse().unwrap(), server, ctx.clone()).await?;
         c.close().await;
     }
     Ok(start.elapsed() / UDP_HANDSHAKES)
@@ -134,7 +136,11 @@ async fn udp_handshakes(server: SocketAddr, mode: Mode) -> Result<Duration, Dtls
 
 fn free_port_pair() -> u16 {
     for _ in 0..50 {
-        let p = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let p = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         if p < 65000
             && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
             && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
@@ -172,7 +178,12 @@ async fn compare_with_gnutls() {
         drop(rig);
         let port = free_port_pair();
         let p = |n: &str| pki(n).to_string_lossy().into_owned();
-        let mut args = vec!["-A".to_owned(), "127.0.0.1".into(), "-p".into(), port.to_string()];
+        let mut args = vec![
+            "-A".to_owned(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ];
         args.extend(match mode {
             Mode::Psk => vec!["-k".to_owned(), "bench-secret".into()],
             Mode::Rpk => vec!["-M".to_owned(), p("rpk-server.key")],

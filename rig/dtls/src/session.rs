@@ -7,7 +7,7 @@
 //!                   poll_timeout / handle_timeout (retransmission timer, caller's clock)
 //! ```
 //!
-//! OpenSSL never touches a socket: it reads and writes an in-memory [`Pipe`] that yields one
+//! OpenSSL never touches a socket: it reads and writes an in-memory `Pipe` that yields one
 //! datagram per read. The caller moves datagrams between the pipe and the network and passes
 //! `now` in; the session reports when it next needs [`Session::handle_timeout`].
 

@@ -21,11 +21,16 @@ async fn next_event(socket: &DtlsServerSocket) -> ServerEvent {
 async fn psk_x509_and_rpk_echo_over_udp() {
     let store = store();
     let (id, key) = psk_of(&store, "rig-dev-psk");
-    let server = DtlsServerSocket::bind(addr("127.0.0.1:0"), server_config()).await.unwrap();
+    let server = DtlsServerSocket::bind(addr("127.0.0.1:0"), server_config())
+        .await
+        .unwrap();
     let server_pub = certs("server.pem")[0].public_key().unwrap();
     let configs = [
         ("rig-dev-psk", psk_client(&id, &key)),
-        ("rig-dev-1", x509_client("client-dev-1.pem", "client-dev-1.key", "localhost")),
+        (
+            "rig-dev-1",
+            x509_client("client-dev-1.pem", "client-dev-1.key", "localhost"),
+        ),
         (
             "rig-dev-3",
             ClientConfig::new(ClientCredentials::RawPublicKey {
@@ -40,7 +45,9 @@ async fn psk_x509_and_rpk_echo_over_udp() {
             .await
             .unwrap();
         match next_event(&server).await {
-            ServerEvent::Established { peer, endpoint: ep, .. } => {
+            ServerEvent::Established {
+                peer, endpoint: ep, ..
+            } => {
                 assert_eq!(peer, client.local_addr());
                 assert_eq!(ep.as_deref(), Some(endpoint));
             }
@@ -70,14 +77,21 @@ fn key_of(name: &str) -> PKey<Private> {
 
 #[tokio::test]
 async fn nosec_client_on_the_secure_port_is_logged_and_gets_nothing() {
-    let server = DtlsServerSocket::bind(addr("127.0.0.1:0"), server_config()).await.unwrap();
+    let server = DtlsServerSocket::bind(addr("127.0.0.1:0"), server_config())
+        .await
+        .unwrap();
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // CoAP CON POST /rd?ep=x
-    let coap = [0x40, 0x02, 0x12, 0x34, 0xb2, b'r', b'd', 0x44, b'e', b'p', b'=', b'x'];
+    let coap = [
+        0x40, 0x02, 0x12, 0x34, 0xb2, b'r', b'd', 0x44, b'e', b'p', b'=', b'x',
+    ];
     udp.send_to(&coap, server.local_addr()).await.unwrap();
     assert_eq!(
         next_event(&server).await,
-        ServerEvent::Rejected { peer: udp.local_addr().unwrap(), reason: Reason::NotDtls }
+        ServerEvent::Rejected {
+            peer: udp.local_addr().unwrap(),
+            reason: Reason::NotDtls
+        }
     );
     let mut buf = [0u8; 64];
     let reply = tokio::time::timeout(Duration::from_millis(300), udp.recv(&mut buf)).await;
@@ -86,16 +100,25 @@ async fn nosec_client_on_the_secure_port_is_logged_and_gets_nothing() {
 
 #[tokio::test]
 async fn client_reports_the_server_rejection() {
-    let server = DtlsServerSocket::bind(addr("127.0.0.1:0"), server_config()).await.unwrap();
+    let server = DtlsServerSocket::bind(addr("127.0.0.1:0"), server_config())
+        .await
+        .unwrap();
     let ctx = Arc::new(ClientContext::new(psk_client(b"nobody", b"0123456789abcdef")).unwrap());
     let err = DtlsClientSocket::connect(addr("127.0.0.1:0"), server.local_addr(), ctx)
         .await
         .unwrap_err();
-    assert_eq!(err.reason().map(Reason::kind), Some("unknown_psk_identity"), "{err}");
+    assert_eq!(
+        err.reason().map(Reason::kind),
+        Some("unknown_psk_identity"),
+        "{err}"
+    );
     match next_event(&server).await {
         ServerEvent::Failed(f) => {
             assert_eq!(f.reason.kind(), "unknown_psk_identity");
-            assert!(f.to_string().contains("alert 115 unknown_psk_identity"), "{f}");
+            assert!(
+                f.to_string().contains("alert 115 unknown_psk_identity"),
+                "{f}"
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -12,6 +12,7 @@
 //! Bootstrap server, MQTT broker and file servers come with their own issues.
 
 pub mod deviation;
+pub mod file_server;
 pub mod lwm2m;
 pub mod mqtt;
 

@@ -78,7 +78,9 @@ impl MeterConfig {
 
     /// The shunt in µΩ.
     pub fn shunt_uohm(&self) -> u32 {
-        (self.shunt_ohms * 1e6).round().clamp(1.0, f64::from(u32::MAX)) as u32
+        (self.shunt_ohms * 1e6)
+            .round()
+            .clamp(1.0, f64::from(u32::MAX)) as u32
     }
 
     /// The calibration (datasheet eq. 1: `trunc(0.04096 / (LSB × R))`).
@@ -219,9 +221,8 @@ where
     /// Resets the chip, writes the calibration and the configuration.
     /// Sample times count from `epoch`.
     pub fn new(i2c: I2C, config: MeterConfig, epoch: Instant) -> Result<Self, BenchError> {
-        let address = Address::from_byte(config.address).map_err(|e| {
-            BenchError::power(format!("I2C address {:#04x}: {e}", config.address))
-        })?;
+        let address = Address::from_byte(config.address)
+            .map_err(|e| BenchError::power(format!("I2C address {:#04x}: {e}", config.address)))?;
         let calibration = config.calibration()?;
         let mut chip = SyncIna219::new_calibrated(i2c, address, calibration).map_err(|e| {
             BenchError::power(format!(
@@ -393,9 +394,8 @@ impl Sampler {
                 let mut f = std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| {
                     BenchError::power(format!("cannot create {}: {e}", p.display()))
                 })?);
-                writeln!(f, "{CSV_HEADER}").map_err(|e| {
-                    BenchError::power(format!("cannot write {}: {e}", p.display()))
-                })?;
+                writeln!(f, "{CSV_HEADER}")
+                    .map_err(|e| BenchError::power(format!("cannot write {}: {e}", p.display())))?;
                 Some((f, p.to_path_buf()))
             }
             None => None,

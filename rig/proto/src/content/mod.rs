@@ -570,6 +570,17 @@ pub(crate) fn check_single_level(
             },
         ));
     }
+    // Found by fuzzing (content_text): the encoder refuses this, so must the decoder.
+    if base.level() == 4 && registry.resource_at(base).is_some_and(|d| !d.multiple) {
+        return Err(DecodeError::new(
+            format,
+            0,
+            DecodeErrorKind::Multiplicity {
+                path: *base,
+                problem: "single resource given a resource instance",
+            },
+        ));
+    }
     Ok(())
 }
 

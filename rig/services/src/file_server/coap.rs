@@ -361,6 +361,7 @@ async fn run<T: DatagramTransport>(transport: T, mut core: Core, mut shutdown: w
     let to_tokio =
         move |t: rig_proto::time::Instant| epoch + Duration::from_micros(t.as_micros());
     let mut buf = vec![0u8; 65_535];
+    let mut errors = 0u32;
     loop {
         for (peer, bytes) in core.out.drain(..) {
             // A failed UDP send is the peer's problem; the client retransmits.
@@ -375,9 +376,19 @@ async fn run<T: DatagramTransport>(transport: T, mut core: Core, mut shutdown: w
             }
             received = transport.recv_from(&mut buf) => {
                 match received {
-                    Ok((n, peer)) => core.handle_datagram(now(), peer, &buf[..n]),
-                    // ICMP errors of earlier sends surface here on Linux.
-                    Err(_) => continue,
+                    Ok((n, peer)) => {
+                        errors = 0;
+                        core.handle_datagram(now(), peer, &buf[..n]);
+                    }
+                    // ICMP errors of earlier sends surface here on Linux; a
+                    // transport that only fails (a stopped DTLS task) ends the loop.
+                    Err(_) => {
+                        errors += 1;
+                        if errors > 1000 {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
                 }
             }
             _ = sleep_until(deadline) => core.handle_timeout(now()),

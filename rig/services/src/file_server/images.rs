@@ -596,7 +596,7 @@ pub fn write_images(
     use std::io::Write as _;
     let io = |p: &std::path::Path| {
         let path = p.display().to_string();
-        move |source| ManifestError::Io { path, source }
+        move |source: std::io::Error| ManifestError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut written = Vec::new();

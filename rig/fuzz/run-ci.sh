@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Bounded fuzzing for CI (issue 3, item 5): builds every cargo-fuzz target of
+# rig/fuzz and runs each one for FUZZ_SECONDS (default 20) from the seed
+# corpus in fixtures/corpus/<target>/. Fails if any target finds a crash, a
+# timeout (an input running longer than FUZZ_INPUT_TIMEOUT s, default 10) or
+# a leak of memory over 2 GiB; the crashing input is printed in hex and kept
+# under $FUZZ_OUT/artifacts/<target>/.
+#
+#   rig/fuzz/run-ci.sh                  # all targets, 20 s each
+#   FUZZ_SECONDS=30 rig/fuzz/run-ci.sh content_tlv coap_message
+#
+# Needs cargo-fuzz (installed here if missing) and, on a stable toolchain,
+# RUSTC_BOOTSTRAP=1 for the -Z flags cargo-fuzz passes (set below).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+secs=${FUZZ_SECONDS:-20}
+input_timeout=${FUZZ_INPUT_TIMEOUT:-10}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target/fuzz}
+export RUSTC_BOOTSTRAP=1
+out=${FUZZ_OUT:-$CARGO_TARGET_DIR/ci-run}
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "run-ci: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+
+cd "$here"
+echo "run-ci: building every target (cargo fuzz build)"
+cargo fuzz build --fuzz-dir .
+
+if [ $# -gt 0 ]; then
+    targets=("$@")
+else
+    mapfile -t targets < <(cargo fuzz list --fuzz-dir .)
+fi
+
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+    work="$out/corpus/$t"
+    arts="$out/artifacts/$t"
+    seeds="$root/fixtures/corpus/$t"
+    rm -rf "$arts"
+    mkdir -p "$work" "$arts" "$seeds"
+    log="$out/$t.log"
+    echo "run-ci: $t for ${secs}s"
+    # The first corpus directory receives new inputs; the seed corpus stays read-only.
+    if cargo fuzz run --fuzz-dir . "$t" "$work" "$seeds" -- \
+        -max_total_time="$secs" -timeout="$input_timeout" -rss_limit_mb=2048 \
+        -artifact_prefix="$arts/" -print_final_stats=1 >"$log" 2>&1; then
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+        cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1)
+        summary+=("$t: ok, ${execs:-?} execs, ${cov:-?}")
+    else
+        failed+=("$t")
+        summary+=("$t: FAILED (log $log)")
+        grep -E "panicked at|ERROR: libFuzzer|SUMMARY" -A3 "$log" | head -20 || true
+        for a in "$arts"/*; do
+            [ -f "$a" ] || continue
+            echo "run-ci: $t input $a:"
+            od -An -tx1 -v "$a" | head -40
+        done
+    fi
+done
+
+echo "run-ci: summary"
+printf '  %s\n' "${summary[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "run-ci: ${#failed[@]} target(s) failed: ${failed[*]}" >&2
+    exit 1
+fi

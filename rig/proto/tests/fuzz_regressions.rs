@@ -1,0 +1,44 @@
+//! Regression tests for inputs the cargo-fuzz targets (`rig/fuzz/`) found.
+//! Each test holds the crashing input inline and asserts the fixed
+//! behaviour; the same input is kept in the target's seed corpus
+//! (`fixtures/corpus/<target>/regression-*`) so the fuzzer re-checks it too.
+
+#![allow(clippy::unwrap_used, clippy::panic)] // test code: a failed unwrap is a failed test
+
+use rig_proto::content::{self, ContentFormat, DecodeErrorKind};
+use rig_proto::object::Registry;
+use rig_proto::path::ObjectPath;
+
+/// content_text, 2026-11-27: `/3/0/0/22` (an instance of the single resource
+/// Manufacturer) decoded as plain text although the encoder refuses to write
+/// it, so decode → encode failed. The single-value decoders (text, opaque,
+/// CBOR) must reject a resource-instance path under a single resource.
+#[test]
+fn single_value_formats_reject_an_instance_of_a_single_resource() {
+    let reg = Registry::core();
+    let base = ObjectPath::parse("/3/0/0/22").unwrap();
+    let payload = b"\x00/AO3:00";
+    for (format, bytes) in [
+        (ContentFormat::Text, &payload[..]),
+        (ContentFormat::Cbor, &b"\x63abc"[..]),
+        (ContentFormat::Opaque, &b"\x01"[..]),
+    ] {
+        let e = content::decode(format, &base, bytes, &reg).unwrap_err();
+        assert_eq!(e.offset, 0, "{format}: {e}");
+        assert!(
+            matches!(
+                e.kind,
+                DecodeErrorKind::Multiplicity { .. } | DecodeErrorKind::FormatNotForType { .. }
+            ),
+            "{format}: {e}"
+        );
+    }
+    // A multiple resource's instance still decodes (/3/0/7/0, Power Source Voltage).
+    let ok = ObjectPath::parse("/3/0/7/0").unwrap();
+    let recs = content::decode(ContentFormat::Text, &ok, b"3800", &reg).unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        content::encode(ContentFormat::Text, &ok, &recs, &reg).unwrap(),
+        b"3800"
+    );
+}
