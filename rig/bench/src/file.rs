@@ -816,7 +816,7 @@ fn power(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<PowerSpec> 
                 Some(i) => i.number(cx, 0.0, 100.0).and_then(|a| {
                     // The shunt voltage at full scale must fit the widest PGA range.
                     let mv = shunt.map_or(0.0, |r| a * r * 1000.0);
-                    if mv > 320.0 {
+                    if mv > 320.0 + 1e-6 {
                         cx.error_help(
                             i.span(),
                             &i.field,

@@ -105,7 +105,7 @@ pub struct Req {
     pub path: u8,
     /// Observe=0.
     pub observe: bool,
-    /// Payload length (mod 5000; Block1 above the block size).
+    /// Payload length (mod 1500; Block1 above the block size).
     pub payload_len: u16,
     /// Block2 stream mode.
     pub stream: bool,
@@ -185,7 +185,7 @@ pub enum Op {
         pick: u8,
         /// Response code byte (used when it is a response class).
         code: u8,
-        /// Payload length (mod 5000; Block2 above the block size).
+        /// Payload length (mod 1500; Block2 above the block size).
         payload_len: u16,
         /// Accept as an observation.
         observe: bool,
@@ -198,7 +198,7 @@ pub enum Op {
         pick: u8,
         /// CON (else NON).
         confirmable: bool,
-        /// Payload length (mod 3000).
+        /// Payload length (mod 1500).
         payload_len: u16,
     },
     /// `cancel` a request.
@@ -554,7 +554,7 @@ impl World {
                     if code >> 5 >= 2 && code >> 5 <= 5 {
                         r.header.code = MessageClass::from(code);
                     }
-                    r.payload = vec![0xa5; usize::from(payload_len) % 5000];
+                    r.payload = vec![0xa5; usize::from(payload_len) % 1500];
                     if observe {
                         if let Ok(o) = node.ep.respond_observe(now, id, r) {
                             assert!(node.known_observations.insert(o), "observation id reused");
@@ -575,7 +575,7 @@ impl World {
                 let node = self.node(on);
                 if let Some(o) = Node::pick(&node.observations, pick) {
                     let mut r = response(ResponseCode::Content);
-                    r.payload = vec![0x5a; usize::from(payload_len) % 3000];
+                    r.payload = vec![0x5a; usize::from(payload_len) % 1500];
                     let _ = node.ep.notify(now, o, r, confirmable);
                 }
             }
@@ -632,7 +632,7 @@ impl World {
         if req.observe {
             message::set_uint_option(&mut p, CoapOption::Observe, 0);
         }
-        p.payload = vec![0x42; usize::from(req.payload_len) % 5000];
+        p.payload = vec![0x42; usize::from(req.payload_len) % 1500];
         let opts = RequestOptions {
             block2: if req.stream {
                 Block2Mode::Stream

@@ -42,3 +42,26 @@ fn single_value_formats_reject_an_instance_of_a_single_resource() {
         b"3800"
     );
 }
+
+/// content_tlv, 2026-11-27: a Resource Instance TLV (`41 01 05`) for
+/// `/1/0/3/1`, an instance of the single resource Server/Default Minimum
+/// Period, decoded although the encoder refuses it. Rejected now at the TLV's
+/// offset; the same TLV for a multiple resource (`/3/0/7/1`) still decodes.
+#[test]
+fn tlv_rejects_an_instance_of_a_single_resource() {
+    let reg = Registry::core();
+    let base = ObjectPath::parse("/1/0/3/1").unwrap();
+    let e = content::decode(ContentFormat::Tlv, &base, &[0x41, 0x01, 0x05], &reg).unwrap_err();
+    assert_eq!(e.offset, 0, "{e}");
+    assert!(
+        matches!(e.kind, DecodeErrorKind::Multiplicity { .. }),
+        "{e}"
+    );
+    let ok = ObjectPath::parse("/3/0/7/1").unwrap();
+    let recs = content::decode(ContentFormat::Tlv, &ok, &[0x41, 0x01, 0x05], &reg).unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        content::encode(ContentFormat::Tlv, &ok, &recs, &reg).unwrap(),
+        [0x41, 0x01, 0x05]
+    );
+}

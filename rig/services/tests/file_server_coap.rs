@@ -66,7 +66,10 @@ impl Client {
             while let Some(t) = self.ep.poll_transmit() {
                 self.sock.send_to(&t.payload, t.peer).await.unwrap();
             }
-            assert!(tokio::time::Instant::now() < limit, "CoAP exchange took over 30 s");
+            assert!(
+                tokio::time::Instant::now() < limit,
+                "CoAP exchange took over 30 s"
+            );
             let wake = self
                 .ep
                 .poll_timeout()
@@ -112,14 +115,26 @@ async fn fetch(
     path: &str,
     opts: RequestOptions,
     stop: Option<usize>,
-) -> (Vec<(u32, Vec<u8>, Vec<u8>)>, Option<ResponseCode>, Option<TransferError>) {
+) -> (
+    Vec<(u32, Vec<u8>, Vec<u8>)>,
+    Option<ResponseCode>,
+    Option<TransferError>,
+) {
     let id = c.get(server, path, opts);
     let mut blocks = Vec::new();
     let mut code = None;
     let mut failed = None;
     c.run(|ep, ev| match ev {
-        Event::ResponseBlock { id: i, block, response, .. } if i == id => {
-            let etag = response.get_first_option(CoapOption::ETag).cloned().unwrap_or_default();
+        Event::ResponseBlock {
+            id: i,
+            block,
+            response,
+            ..
+        } if i == id => {
+            let etag = response
+                .get_first_option(CoapOption::ETag)
+                .cloned()
+                .unwrap_or_default();
             blocks.push((block.num, etag, response.payload));
             if stop.is_some_and(|s| blocks.len() >= s) {
                 ep.cancel(id);
@@ -127,12 +142,17 @@ async fn fetch(
             }
             false
         }
-        Event::Response { id: i, response, .. } if i == id => {
+        Event::Response {
+            id: i, response, ..
+        } if i == id => {
             if let rig_proto::coap::MessageClass::Response(c) = response.header.code {
                 code = Some(c);
             }
             if let Some(Ok(b)) = BlockValue::from_packet(&response, CoapOption::Block2) {
-                let etag = response.get_first_option(CoapOption::ETag).cloned().unwrap_or_default();
+                let etag = response
+                    .get_first_option(CoapOption::ETag)
+                    .cloned()
+                    .unwrap_or_default();
                 blocks.push((b.num, etag, response.payload));
             }
             true
@@ -162,14 +182,28 @@ async fn server() -> (CoapFileServer, FileStore) {
 async fn fetches_the_1mib_image_block_by_block_and_it_hashes_to_the_manifest() {
     let (srv, store) = server().await;
     let mut c = Client::new().await;
-    let (blocks, code, failed) =
-        fetch(&mut c, srv.local_addr(), "/fw/fw-1mib", stream(0, None), None).await;
+    let (blocks, code, failed) = fetch(
+        &mut c,
+        srv.local_addr(),
+        "/fw/fw-1mib",
+        stream(0, None),
+        None,
+    )
+    .await;
     assert_eq!(failed, None);
     assert_eq!(code, Some(ResponseCode::Content));
     assert_eq!(blocks.len(), 1024);
-    assert!(blocks.iter().enumerate().all(|(i, b)| b.0 == i as u32 && b.2.len() == 1024));
+    assert!(
+        blocks
+            .iter()
+            .enumerate()
+            .all(|(i, b)| b.0 == i as u32 && b.2.len() == 1024)
+    );
     let etag = store.etag("fw-1mib").unwrap();
-    assert!(blocks.iter().all(|b| b.1 == etag), "one strong ETag on every block");
+    assert!(
+        blocks.iter().all(|b| b.1 == etag),
+        "one strong ETag on every block"
+    );
     let body: Vec<u8> = blocks.into_iter().flat_map(|b| b.2).collect();
     let want = image("fw-1mib");
     assert_eq!(Sha256::digest(&body).as_slice(), want.sha256().as_slice());
@@ -201,14 +235,31 @@ async fn resumes_from_block_n_with_the_same_etag_and_counts_the_repeat() {
     let (rest, code, failed) = fetch(&mut c, addr, "/fw/fw-1mib", stream(511, None), None).await;
     assert_eq!((code, failed), (Some(ResponseCode::Content), None));
     assert_eq!(rest.first().unwrap().0, 511);
-    assert_eq!(rest.first().unwrap().1, first[0].1, "same ETag after the resume");
+    assert_eq!(
+        rest.first().unwrap().1,
+        first[0].1,
+        "same ETag after the resume"
+    );
     let mut body: Vec<u8> = first.into_iter().flat_map(|b| b.2).collect();
     body.extend(rest.into_iter().skip(1).flat_map(|b| b.2));
-    assert_eq!(Sha256::digest(&body).as_slice(), image("fw-1mib").sha256().as_slice());
+    assert_eq!(
+        Sha256::digest(&body).as_slice(),
+        image("fw-1mib").sha256().as_slice()
+    );
+    // The client had already asked for block 512 when it stopped (Stream mode
+    // requests the next block before handing over the current one), so the
+    // server served 0..=512, then 511..=1023: blocks 511 and 512 twice.
     let s = srv.summary();
-    assert_eq!(s.bodies, 1025);
-    assert_eq!(s.repeats, 1);
-    assert_eq!(s.duplicate_bytes, 1024);
+    assert_eq!(s.bodies, 1026);
+    assert_eq!(s.repeats, 2);
+    assert_eq!(s.duplicate_bytes, 2048);
+    let repeated: Vec<u32> = srv
+        .records()
+        .iter()
+        .filter(|r| r.repeat)
+        .filter_map(|r| r.block)
+        .collect();
+    assert_eq!(repeated, vec![511, 512]);
     assert_eq!(s.unique_bytes, 1_048_576);
 }
 
@@ -229,19 +280,27 @@ async fn an_etag_change_mid_download_is_seen_by_the_client() {
     assert_eq!(rest[0].1, new);
     assert_eq!(rest[0].2, image("fw-1mib-b").to_vec()[10 * 1024..11 * 1024]);
 
-    // Within one transfer, rig-proto's client fails it with EtagMismatch.
-    let id = c.get(addr, "/fw/fw-1mib", stream(0, None));
-    let mut got = 0;
-    let mut failed = None;
-    let store2 = store.clone();
-    c.run(|_, ev| match ev {
-        Event::ResponseBlock { id: i, .. } if i == id => {
-            got += 1;
-            if got == 3 {
-                store2.set_etag("fw-1mib", b"changed!");
+    // Within one Reassemble transfer, rig-proto's client fails it with
+    // EtagMismatch when the ETag changes after about 100 blocks.
+    let srv = std::sync::Arc::new(srv);
+    let watcher = {
+        let srv = srv.clone();
+        let store = store.clone();
+        tokio::spawn(async move {
+            let base = srv.summary().bodies;
+            for _ in 0..10_000 {
+                if srv.summary().bodies >= base + 100 {
+                    store.set_etag("fw-1mib", b"changed!");
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
             false
-        }
+        })
+    };
+    let id = c.get(addr, "/fw/fw-1mib", RequestOptions::default());
+    let mut failed = None;
+    c.run(|_, ev| match ev {
         Event::TransferFailed { id: i, error } if i == id => {
             failed = Some(error);
             true
@@ -250,9 +309,14 @@ async fn an_etag_change_mid_download_is_seen_by_the_client() {
         _ => false,
     })
     .await;
+    assert!(watcher.await.unwrap(), "the ETag was changed mid-transfer");
     assert_eq!(failed, Some(TransferError::EtagMismatch));
     let recs = srv.records();
-    assert!(recs.iter().any(|r| r.etag == b"changed!"));
+    let first_new = recs.iter().position(|r| r.etag == b"changed!").unwrap();
+    assert!(
+        recs[first_new].block.unwrap() > 50,
+        "changed mid-transfer, not at the start"
+    );
 }
 
 #[tokio::test]
@@ -272,4 +336,57 @@ async fn unknown_image_is_4_04_and_small_client_blocks_are_honoured() {
     assert!(recs[1..].iter().all(|r| r.szx == Some(4)));
     assert_eq!(srv.summary().errors, 1);
     assert!(srv.url("fw-small").starts_with("coap://127.0.0.1:"));
+}
+
+/// The transport seam: the same server over a wrapper transport (what a DTLS
+/// adapter will be), which sees every datagram and names the scheme.
+struct Counting {
+    inner: UdpSocket,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl rig_services::file_server::DatagramTransport for Counting {
+    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        self.inner.recv_from(buf).await
+    }
+    async fn send_to(&self, buf: &[u8], peer: SocketAddr) -> std::io::Result<usize> {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.send_to(buf, peer).await
+    }
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+    fn scheme(&self) -> &'static str {
+        "coaps"
+    }
+}
+
+#[tokio::test]
+async fn runs_over_any_datagram_transport() {
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = Counting {
+        inner: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        sent: sent.clone(),
+    };
+    let srv = CoapFileServer::start(
+        t,
+        FileStore::with_standard_images(),
+        rig_services::file_server::CoapServerConfig::default(),
+    )
+    .unwrap();
+    assert!(srv.url("fw-small").starts_with("coaps://127.0.0.1:"));
+    let mut c = Client::new().await;
+    let (blocks, code, _) = fetch(
+        &mut c,
+        srv.local_addr(),
+        "/fw/fw-small",
+        stream(0, None),
+        None,
+    )
+    .await;
+    assert_eq!(code, Some(ResponseCode::Content));
+    assert_eq!(blocks.len(), 16);
+    assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 16);
+    srv.shutdown().await;
 }

@@ -36,10 +36,20 @@ impl Resp {
 }
 
 fn parse(raw: &[u8]) -> Resp {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
     let head = std::str::from_utf8(&raw[..split]).unwrap();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .map(|l| {
             let (k, v) = l.split_once(':').unwrap();
@@ -54,7 +64,13 @@ fn parse(raw: &[u8]) -> Resp {
 }
 
 /// One request on a fresh connection (`Connection: close`), read to EOF.
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, method: &str, target: &str, host: &str, extra: &[(&str, &str)]) -> Resp {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    method: &str,
+    target: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> Resp {
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in extra {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -75,13 +91,21 @@ async fn get(srv: &HttpFileServer, method: &str, target: &str, extra: &[(&str, &
 }
 
 fn image(name: &str) -> FirmwareImage {
-    standard_images().into_iter().find(|n| n.name == name).unwrap().image
+    standard_images()
+        .into_iter()
+        .find(|n| n.name == name)
+        .unwrap()
+        .image
 }
 
 async fn plain(config: HttpServerConfig) -> HttpFileServer {
-    HttpFileServer::bind("127.0.0.1:0".parse().unwrap(), FileStore::with_standard_images(), config)
-        .await
-        .unwrap()
+    HttpFileServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        FileStore::with_standard_images(),
+        config,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -93,7 +117,10 @@ async fn full_get_and_head_serve_the_image_with_a_strong_etag() {
     assert_eq!(r.header("accept-ranges"), Some("bytes"));
     let etag = r.header("etag").unwrap().to_string();
     assert!(etag.starts_with('"') && etag.len() == 18, "{etag}");
-    assert_eq!(Sha256::digest(&r.body).as_slice(), image("fw-1mib").sha256().as_slice());
+    assert_eq!(
+        Sha256::digest(&r.body).as_slice(),
+        image("fw-1mib").sha256().as_slice()
+    );
 
     let h = get(&srv, "HEAD", "/fw/fw-1mib", &[]).await;
     assert_eq!(h.status, 200);
@@ -104,7 +131,10 @@ async fn full_get_and_head_serve_the_image_with_a_strong_etag() {
 
     let recs = srv.records();
     assert_eq!(recs.len(), 4);
-    assert_eq!((recs[0].status, recs[0].bytes_sent, recs[0].cut), (200, 1_048_576, false));
+    assert_eq!(
+        (recs[0].status, recs[0].bytes_sent, recs[0].cut),
+        (200, 1_048_576, false)
+    );
     assert_eq!(recs[1].method, "HEAD");
     assert_eq!(recs[1].bytes_sent, 0);
     let s = srv.summary();
@@ -114,25 +144,59 @@ async fn full_get_and_head_serve_the_image_with_a_strong_etag() {
 #[tokio::test]
 async fn range_resume_with_if_match_then_412_after_the_image_changes() {
     let srv = plain(HttpServerConfig::default()).await;
-    let etag = get(&srv, "HEAD", "/fw/fw-1mib", &[]).await.header("etag").unwrap().to_string();
+    let etag = get(&srv, "HEAD", "/fw/fw-1mib", &[])
+        .await
+        .header("etag")
+        .unwrap()
+        .to_string();
     let want = image("fw-1mib").to_vec();
 
-    let r = get(&srv, "GET", "/fw/fw-1mib", &[("Range", "bytes=524288-"), ("If-Match", &etag)]).await;
+    let r = get(
+        &srv,
+        "GET",
+        "/fw/fw-1mib",
+        &[("Range", "bytes=524288-"), ("If-Match", &etag)],
+    )
+    .await;
     assert_eq!(r.status, 206);
-    assert_eq!(r.header("content-range"), Some("bytes 524288-1048575/1048576"));
+    assert_eq!(
+        r.header("content-range"),
+        Some("bytes 524288-1048575/1048576")
+    );
     assert_eq!(r.body, want[524_288..]);
     let r = get(&srv, "GET", "/fw/fw-1mib", &[("Range", "bytes=1024-2047")]).await;
     assert_eq!((r.status, r.body.as_slice()), (206, &want[1024..2048]));
     // If-Range with the current strong ETag honours the range.
-    let r = get(&srv, "GET", "/fw/fw-1mib", &[("Range", "bytes=-16"), ("If-Range", &etag)]).await;
-    assert_eq!((r.status, r.body.as_slice()), (206, &want[want.len() - 16..]));
+    let r = get(
+        &srv,
+        "GET",
+        "/fw/fw-1mib",
+        &[("Range", "bytes=-16"), ("If-Range", &etag)],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (206, &want[want.len() - 16..])
+    );
 
     srv.replace_image("fw-1mib", image("fw-1mib-b"));
-    let r = get(&srv, "GET", "/fw/fw-1mib", &[("Range", "bytes=524288-"), ("If-Match", &etag)]).await;
+    let r = get(
+        &srv,
+        "GET",
+        "/fw/fw-1mib",
+        &[("Range", "bytes=524288-"), ("If-Match", &etag)],
+    )
+    .await;
     assert_eq!(r.status, 412);
     assert!(r.body.is_empty());
     // If-Range with the old ETag: the whole new image, from zero.
-    let r = get(&srv, "GET", "/fw/fw-1mib", &[("Range", "bytes=524288-"), ("If-Range", &etag)]).await;
+    let r = get(
+        &srv,
+        "GET",
+        "/fw/fw-1mib",
+        &[("Range", "bytes=524288-"), ("If-Range", &etag)],
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, image("fw-1mib-b").to_vec());
     let last = srv.records().pop().unwrap();
@@ -144,15 +208,39 @@ async fn range_resume_with_if_match_then_412_after_the_image_changes() {
 async fn a_weak_etag_is_never_used_to_resume() {
     let srv = plain(HttpServerConfig::default()).await;
     assert!(srv.store().set_weak_etag("fw-small", true));
-    let etag = get(&srv, "HEAD", "/fw/fw-small", &[]).await.header("etag").unwrap().to_string();
+    let etag = get(&srv, "HEAD", "/fw/fw-small", &[])
+        .await
+        .header("etag")
+        .unwrap()
+        .to_string();
     assert!(etag.starts_with("W/\""), "{etag}");
-    let r = get(&srv, "GET", "/fw/fw-small", &[("Range", "bytes=100-"), ("If-Match", &etag)]).await;
+    let r = get(
+        &srv,
+        "GET",
+        "/fw/fw-small",
+        &[("Range", "bytes=100-"), ("If-Match", &etag)],
+    )
+    .await;
     assert_eq!(r.status, 412, "If-Match uses strong comparison");
-    let r = get(&srv, "GET", "/fw/fw-small", &[("Range", "bytes=100-"), ("If-Range", &etag)]).await;
-    assert_eq!(r.status, 200, "If-Range with a weak tag never yields a range");
+    let r = get(
+        &srv,
+        "GET",
+        "/fw/fw-small",
+        &[("Range", "bytes=100-"), ("If-Range", &etag)],
+    )
+    .await;
+    assert_eq!(
+        r.status, 200,
+        "If-Range with a weak tag never yields a range"
+    );
     assert_eq!(r.body, image("fw-small").to_vec());
     // If-None-Match uses weak comparison: 304.
-    assert_eq!(get(&srv, "GET", "/fw/fw-small", &[("If-None-Match", &etag)]).await.status, 304);
+    assert_eq!(
+        get(&srv, "GET", "/fw/fw-small", &[("If-None-Match", &etag)])
+            .await
+            .status,
+        304
+    );
 }
 
 #[tokio::test]
@@ -173,14 +261,27 @@ async fn presigned_urls_expire_and_bad_signatures_are_403() {
         ..Default::default()
     })
     .await;
-    let target = |url: &str| url.split_once(&srv.local_addr().to_string()).unwrap().1.to_string();
+    let target = |url: &str| {
+        url.split_once(&srv.local_addr().to_string())
+            .unwrap()
+            .1
+            .to_string()
+    };
     let ok = srv.presigned_url("fw-small", 3600);
-    assert!((900..1400).contains(&ok.len()), "realistic length: {}", ok.len());
+    assert!(
+        (900..1400).contains(&ok.len()),
+        "realistic length: {}",
+        ok.len()
+    );
     let r = get(&srv, "GET", &target(&ok), &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, image("fw-small").to_vec());
 
-    let old = srv.presigned_url_at("fw-small", SystemTime::now() - Duration::from_secs(7200), 3600);
+    let old = srv.presigned_url_at(
+        "fw-small",
+        SystemTime::now() - Duration::from_secs(7200),
+        3600,
+    );
     let r = get(&srv, "GET", &target(&old), &[]).await;
     assert_eq!(r.status, 403);
     assert!(String::from_utf8_lossy(&r.body).contains("Request has expired"));
@@ -198,7 +299,13 @@ async fn presigned_urls_expire_and_bad_signatures_are_403() {
 
     // URLs from the platform emulator's job documents are accepted too.
     let date = rig_services::file_server::http::amz_date(SystemTime::now());
-    let url = rig_services::mqtt::presigned_url(&srv.local_addr().to_string(), "fw/fw-small", &date, 600, 500);
+    let url = rig_services::mqtt::presigned_url(
+        &srv.local_addr().to_string(),
+        "fw/fw-small",
+        &date,
+        600,
+        500,
+    );
     assert_eq!(get(&srv, "GET", &target(&url), &[]).await.status, 200);
     let reasons: Vec<_> = srv.records().into_iter().filter_map(|r| r.reason).collect();
     assert_eq!(reasons.len(), 4, "{reasons:?}");
@@ -207,10 +314,23 @@ async fn presigned_urls_expire_and_bad_signatures_are_403() {
 #[tokio::test]
 async fn https_with_tls_1_2_and_a_client_trusting_the_test_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = rig_services::mqtt::pki::TestPki::generate(dir.path(), rig_services::mqtt::pki::PkiProfile::Protocol, &[]).unwrap();
+    let pki = rig_services::mqtt::pki::TestPki::generate(
+        dir.path(),
+        rig_services::mqtt::pki::PkiProfile::Protocol,
+        &[],
+    )
+    .unwrap();
     let _ = pki;
-    let id = TlsIdentity::from_files(&dir.path().join("server.pem"), &dir.path().join("server.key")).unwrap();
-    let srv = plain(HttpServerConfig { tls: Some(id), ..Default::default() }).await;
+    let id = TlsIdentity::from_files(
+        &dir.path().join("server.pem"),
+        &dir.path().join("server.key"),
+    )
+    .unwrap();
+    let srv = plain(HttpServerConfig {
+        tls: Some(id),
+        ..Default::default()
+    })
+    .await;
     assert!(srv.url("fw-1mib").starts_with("https://127.0.0.1:"));
 
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
@@ -229,19 +349,36 @@ async fn https_with_tls_1_2_and_a_client_trusting_the_test_ca() {
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
 
     let tcp = TcpStream::connect(srv.local_addr()).await.unwrap();
-    let mut tls = tokio::time::timeout(WAIT, connector.connect(name.clone(), tcp)).await.unwrap().unwrap();
-    assert_eq!(tls.get_ref().1.protocol_version(), Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2));
+    let mut tls = tokio::time::timeout(WAIT, connector.connect(name.clone(), tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2)
+    );
     let r = exchange(&mut tls, "GET", "/fw/fw-1mib", "localhost", &[]).await;
     assert_eq!(r.status, 200);
-    assert_eq!(Sha256::digest(&r.body).as_slice(), image("fw-1mib").sha256().as_slice());
+    assert_eq!(
+        Sha256::digest(&r.body).as_slice(),
+        image("fw-1mib").sha256().as_slice()
+    );
 
     // Cut mid-body: read 100 KiB of the 64 MiB image (more than any socket
     // buffer holds) then drop the connection.
     let tcp = TcpStream::connect(srv.local_addr()).await.unwrap();
-    let mut tls = tokio::time::timeout(WAIT, connector.connect(name, tcp)).await.unwrap().unwrap();
-    tls.write_all(b"GET /fw/fw-oversized HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut tls = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    tls.write_all(b"GET /fw/fw-oversized HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
     let mut got = vec![0u8; 100 * 1024];
-    tokio::time::timeout(WAIT, tls.read_exact(&mut got)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, tls.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
     drop(tls);
     let mut cut = None;
     for _ in 0..100 {
@@ -252,7 +389,11 @@ async fn https_with_tls_1_2_and_a_client_trusting_the_test_ca() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cut = cut.expect("the cut was recorded within 5 s");
-    assert!(cut.bytes_sent < 64 << 20 && cut.bytes_sent >= 90 * 1024, "{}", cut.bytes_sent);
+    assert!(
+        cut.bytes_sent < 64 << 20 && cut.bytes_sent >= 90 * 1024,
+        "{}",
+        cut.bytes_sent
+    );
     assert_eq!(srv.summary().cut_bodies, 1);
 }
 
@@ -268,13 +409,21 @@ async fn server_side_cut_and_throttling() {
     let r = get(&srv, "GET", "/fw/fw-small", &[]).await;
     assert_eq!(r.body, image("fw-small").to_vec());
     // 16 KiB at 64 KiB/s: four 4 KiB chunks with 62.5 ms pauses between them.
-    assert!(t0.elapsed() >= Duration::from_millis(180), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(180),
+        "{:?}",
+        t0.elapsed()
+    );
 
     srv.cut_next_body_after(10_000);
     let mut s = TcpStream::connect(srv.local_addr()).await.unwrap();
-    s.write_all(b"GET /fw/fw-small HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /fw/fw-small HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut raw = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .unwrap();
     let r = parse(&raw);
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 10_000);
@@ -286,5 +435,9 @@ async fn server_side_cut_and_throttling() {
     assert_eq!(r.status, 206);
     assert_eq!(r.body, image("fw-small").to_vec()[10_000..]);
     let s = srv.summary();
-    assert_eq!(s.duplicate_bytes, 10_000 + 6_384, "the whole first fetch was repeated by the second");
+    assert_eq!(
+        s.duplicate_bytes,
+        10_000 + 6_384,
+        "the whole first fetch was repeated by the second"
+    );
 }

@@ -4,12 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use rig_services::file_server::images::{
-    FirmwareImage, PackageHeader, STUDY_SIZE, hex, manifest_toml, parse_manifest,
-    standard_images, write_images,
+    FirmwareImage, PackageHeader, STUDY_SIZE, hex, manifest_toml, parse_manifest, standard_images,
+    write_images,
 };
 use sha2::{Digest, Sha256};
 
-const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/firmware/manifest.toml");
+const MANIFEST: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../fixtures/firmware/manifest.toml"
+);
 
 #[test]
 fn committed_manifest_matches_the_generator() {
@@ -43,7 +46,10 @@ fn written_files_hash_to_the_manifest_values() {
         match e.variant.as_str() {
             "valid" | "install-fails" => {
                 let h = PackageHeader::parse(&bytes).unwrap();
-                assert_eq!(hex(&Sha256::digest(&bytes[64..])), e.payload_sha256_in_header);
+                assert_eq!(
+                    hex(&Sha256::digest(&bytes[64..])),
+                    e.payload_sha256_in_header
+                );
                 assert_eq!(hex(&h.payload_sha256), e.payload_sha256_in_header);
                 assert_eq!(h.version, e.version);
             }

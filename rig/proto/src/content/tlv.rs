@@ -265,6 +265,18 @@ pub fn decode(
             [_, t, ..] => return Err(nest(t, "more than one TLV for a resource path")),
         },
         ObjectPath::ResourceInstance(_, _, _, ri) => match tree.as_slice() {
+            // Found by fuzzing (content_tlv): the encoder refuses an instance
+            // of a single resource, so must the decoder.
+            [t] if registry.resource_at(base).is_some_and(|d| !d.multiple) => {
+                return Err(DecodeError::new(
+                    F,
+                    t.offset,
+                    DecodeErrorKind::Multiplicity {
+                        path: *base,
+                        problem: "single resource given a resource instance",
+                    },
+                ));
+            }
             [t] if t.id == ri.0 && t.kind == TlvKind::ResourceInstance => {
                 let rec = typed(base, t, registry)?;
                 out.push(rec);

@@ -136,17 +136,19 @@ impl Core {
                 self.config.seed.wrapping_add(self.restarts),
             );
         }
-        let seen = message::parse(bytes).ok().and_then(|p| match p.header.code {
-            MessageClass::Request(m) => Some(Seen {
-                peer,
-                method: format!("{m:?}").to_uppercase(),
-                path: message::uri_path(&p),
-                block: BlockValue::from_packet(&p, CoapOption::Block2)
-                    .and_then(Result::ok)
-                    .map(|b| b.num),
-            }),
-            _ => None,
-        });
+        let seen = message::parse(bytes)
+            .ok()
+            .and_then(|p| match p.header.code {
+                MessageClass::Request(m) => Some(Seen {
+                    peer,
+                    method: format!("{m:?}").to_uppercase(),
+                    path: message::uri_path(&p),
+                    block: BlockValue::from_packet(&p, CoapOption::Block2)
+                        .and_then(Result::ok)
+                        .map(|b| b.num),
+                }),
+                _ => None,
+            });
         self.endpoint.handle_datagram(now, peer, bytes);
         self.drain(now, seen);
     }
@@ -187,9 +189,9 @@ impl Core {
                 if self.endpoint.respond(now, id, r).is_err() {
                     // Only fails for an expired exchange or an encoding
                     // problem; the client retries or times out.
-                    let _ = self
-                        .endpoint
-                        .respond(now, id, response(ResponseCode::InternalServerError));
+                    let _ =
+                        self.endpoint
+                            .respond(now, id, response(ResponseCode::InternalServerError));
                 }
             }
         }
@@ -222,12 +224,9 @@ impl Core {
         let mut repeat = false;
         if code_byte >> 5 == 2 && !p.payload.is_empty() {
             let start = block.map_or(0, |b| b.offset() as u64);
-            repeat = log.summary.body(
-                &seen.path,
-                &etag,
-                start,
-                start + p.payload.len() as u64,
-            );
+            repeat = log
+                .summary
+                .body(&seen.path, &etag, start, start + p.payload.len() as u64);
         }
         log.records.push(CoapRecord {
             at: SystemTime::now(),
@@ -261,7 +260,10 @@ pub struct CoapFileServer {
 
 impl CoapFileServer {
     /// Binds plain UDP on `addr` and serves `store` with default settings.
-    pub async fn bind(addr: SocketAddr, store: FileStore) -> Result<CoapFileServer, FileServerError> {
+    pub async fn bind(
+        addr: SocketAddr,
+        store: FileStore,
+    ) -> Result<CoapFileServer, FileServerError> {
         let socket = UdpSocket::bind(addr)
             .await
             .map_err(|source| FileServerError::Io {
@@ -355,11 +357,14 @@ impl Drop for CoapFileServer {
     }
 }
 
-async fn run<T: DatagramTransport>(transport: T, mut core: Core, mut shutdown: watch::Receiver<bool>) {
+async fn run<T: DatagramTransport>(
+    transport: T,
+    mut core: Core,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let epoch = tokio::time::Instant::now();
     let now = move || rig_proto::time::Instant::from_micros(epoch.elapsed().as_micros() as u64);
-    let to_tokio =
-        move |t: rig_proto::time::Instant| epoch + Duration::from_micros(t.as_micros());
+    let to_tokio = move |t: rig_proto::time::Instant| epoch + Duration::from_micros(t.as_micros());
     let mut buf = vec![0u8; 65_535];
     let mut errors = 0u32;
     loop {

@@ -169,7 +169,14 @@ fn signature(host: &str, path: &str, date: &str, expires: &str, token: &str) -> 
 impl Presigner {
     /// A presigned URL for `path` (e.g. `/fw/fw-1mib`) on `scheme://host`,
     /// signed at `at`, valid `expires` seconds.
-    pub fn url(&self, scheme: &str, host: &str, path: &str, at: SystemTime, expires: u64) -> String {
+    pub fn url(
+        &self,
+        scheme: &str,
+        host: &str,
+        path: &str,
+        at: SystemTime,
+        expires: u64,
+    ) -> String {
         let date = amz_date(at);
         let mut token = String::new();
         let mut counter = 0u32;
@@ -192,7 +199,13 @@ impl Presigner {
     }
 
     /// Checks a request's query; `Err` carries the S3-style reason.
-    pub fn check(&self, host: &str, path: &str, query: &str, now: SystemTime) -> Result<(), String> {
+    pub fn check(
+        &self,
+        host: &str,
+        path: &str,
+        query: &str,
+        now: SystemTime,
+    ) -> Result<(), String> {
         let get = |k: &str| {
             query
                 .split('&')
@@ -203,7 +216,9 @@ impl Presigner {
             get("X-Amz-Expires"),
             get("X-Amz-Signature"),
         ) else {
-            return Err("AccessDenied: missing X-Amz-Date, X-Amz-Expires or X-Amz-Signature".into());
+            return Err(
+                "AccessDenied: missing X-Amz-Date, X-Amz-Expires or X-Amz-Signature".into(),
+            );
         };
         let token = get("X-Amz-Security-Token").unwrap_or("");
         if signature(host, path, date, expires, token) != sig.to_ascii_lowercase() {
@@ -291,10 +306,12 @@ impl HttpFileServer {
                 context: format!("bind HTTP file server on {addr}"),
                 source,
             })?;
-        let local = listener.local_addr().map_err(|source| FileServerError::Io {
-            context: "local address of the HTTP file server".into(),
-            source,
-        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| FileServerError::Io {
+                context: "local address of the HTTP file server".into(),
+                source,
+            })?;
         let tls = acceptor.is_some();
         let state = Arc::new(State {
             store,

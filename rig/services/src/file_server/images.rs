@@ -664,7 +664,9 @@ mod tests {
             variant,
         };
         let corrupt = FirmwareImage::from_spec(spec(Variant::Corrupt)).to_vec();
-        let diff: Vec<usize> = (0..4096).filter(|&i| corrupt[i] != ok.to_vec()[i]).collect();
+        let diff: Vec<usize> = (0..4096)
+            .filter(|&i| corrupt[i] != ok.to_vec()[i])
+            .collect();
         assert_eq!(diff, vec![64 + (4096 - 64) / 2]);
         let bad = FirmwareImage::from_spec(spec(Variant::UnsupportedType)).to_vec();
         assert_eq!(

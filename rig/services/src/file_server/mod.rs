@@ -52,7 +52,7 @@ pub enum FileServerError {
 
 /// One image as served right now: its bytes, its entity tag and when it last
 /// changed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServedImage {
     /// The image.
     pub image: FirmwareImage,
@@ -63,6 +63,18 @@ pub struct ServedImage {
     /// When it was (re)placed, for `Last-Modified`.
     pub last_modified: SystemTime,
     materialized: Arc<OnceLock<Arc<Vec<u8>>>>,
+}
+
+impl std::fmt::Debug for ServedImage {
+    // Not derived: the materialized bytes would print a megabyte.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedImage")
+            .field("spec", self.image.spec())
+            .field("etag", &images::hex(&self.etag))
+            .field("weak", &self.weak)
+            .field("last_modified", &self.last_modified)
+            .finish()
+    }
 }
 
 impl ServedImage {

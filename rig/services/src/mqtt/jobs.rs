@@ -380,8 +380,10 @@ impl JobStore {
                 now,
             )];
         };
-        if let Some(exp) = expected {
-            if exp != Some(e.version_number) {
+        if let Some(exp) = expected
+            && exp != Some(e.version_number)
+        {
+            {
                 let mut r = reject(
                     base,
                     "VersionMismatch",

@@ -79,9 +79,9 @@ impl std::fmt::Debug for TestPki {
 }
 
 /// Size of the padding extension in each certificate of the AWS-like server
-/// chain. With it the three certificates are about 1.4 KB each, so the TLS
+/// chain (root included). With it the three certificates are about 1.4 KB each, so the TLS
 /// Certificate message lands near 4.3 KB.
-const AWS_CHAIN_PADDING: usize = 520;
+const AWS_CHAIN_PADDING: usize = 620;
 
 /// A private-enterprise OID for the padding extension (non-critical; ignored by verifiers).
 const PADDING_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 55555, 1, 1];
@@ -103,7 +103,11 @@ impl TestPki {
 
         // Root CA.
         let ca_key = new_key(profile, "CA key")?;
-        let ca_params = ca_params("rig test root CA", profile, 0)?;
+        let root_pad = match profile {
+            PkiProfile::Protocol => 0,
+            PkiProfile::AwsLike => AWS_CHAIN_PADDING,
+        };
+        let ca_params = ca_cert_params("rig test root CA", root_pad)?;
         let ca_cert = ca_params
             .self_signed(&ca_key)
             .map_err(|e| MqttError::pki("root CA", e))?;
@@ -131,7 +135,7 @@ impl TestPki {
             }
             PkiProfile::AwsLike => {
                 let int_key = new_key(profile, "intermediate key")?;
-                let int_params = ca_params("rig test intermediate CA", profile, AWS_CHAIN_PADDING)?;
+                let int_params = ca_cert_params("rig test intermediate CA", AWS_CHAIN_PADDING)?;
                 let int_cert = int_params
                     .signed_by(&int_key, &issuer)
                     .map_err(|e| MqttError::pki("intermediate CA", e))?;
@@ -150,7 +154,7 @@ impl TestPki {
 
         // A client of another CA, for negative tests.
         let other_key = new_key(profile, "other CA key")?;
-        let other_params = ca_params("unrelated CA", profile, 0)?;
+        let other_params = ca_cert_params("unrelated CA", 0)?;
         let other_cert = other_params
             .self_signed(&other_key)
             .map_err(|e| MqttError::pki("other CA", e))?;
@@ -279,7 +283,7 @@ fn der_len(len: usize) -> Vec<u8> {
     }
 }
 
-fn ca_params(cn: &str, _profile: PkiProfile, pad: usize) -> Result<CertificateParams, MqttError> {
+fn ca_cert_params(cn: &str, pad: usize) -> Result<CertificateParams, MqttError> {
     let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| MqttError::pki(cn, e))?;
     p.distinguished_name = named(cn);
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -200,18 +200,22 @@ impl Shared {
         });
     }
 
-    fn filters(&self) -> Vec<String> {
+    /// The request filters. Shadow and telemetry at QoS 0, jobs at QoS 1:
+    /// rumqttd delivers at the subscription's QoS even when the publish had a
+    /// lower one, so subscribing higher would add PUBACKs mosquitto would not.
+    fn filters(&self) -> Vec<(String, QoS)> {
         let r = &self.cfg.aws_root;
         let p = &self.cfg.plain_prefix;
+        let (q0, q1) = (QoS::AtMostOnce, QoS::AtLeastOnce);
         vec![
-            format!("{r}/things/+/shadow/update"),
-            format!("{r}/things/+/shadow/get"),
-            format!("{r}/things/+/shadow/delete"),
-            format!("{r}/things/+/jobs/start-next"),
-            format!("{r}/things/+/jobs/get"),
-            format!("{r}/things/+/jobs/+/get"),
-            format!("{r}/things/+/jobs/+/update"),
-            format!("{p}/+/o/#"),
+            (format!("{r}/things/+/shadow/update"), q0),
+            (format!("{r}/things/+/shadow/get"), q0),
+            (format!("{r}/things/+/shadow/delete"), q0),
+            (format!("{r}/things/+/jobs/start-next"), q1),
+            (format!("{r}/things/+/jobs/get"), q1),
+            (format!("{r}/things/+/jobs/+/get"), q1),
+            (format!("{r}/things/+/jobs/+/update"), q1),
+            (format!("{p}/+/o/#"), q0),
         ]
     }
 
@@ -286,11 +290,11 @@ impl Platform {
                         let filters = me
                             .filters()
                             .into_iter()
-                            .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
-                        if let Err(e) = me.client.try_subscribe_many(filters) {
-                            if let Some(tx) = ready.take() {
-                                let _ = tx.send(Err(e.to_string()));
-                            }
+                            .map(|(f, q)| rumqttc::SubscribeFilter::new(f, q));
+                        if let Err(e) = me.client.try_subscribe_many(filters)
+                            && let Some(tx) = ready.take()
+                        {
+                            let _ = tx.send(Err(e.to_string()));
                         }
                     }
                     Ok(Event::Incoming(Packet::SubAck(ack))) => {

@@ -534,3 +534,63 @@ mod tests {
         assert!(s.get("t").is_none());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn section() -> impl Strategy<Value = Map<String, Value>> {
+        proptest::collection::btree_map(
+            "[a-d]",
+            prop_oneof![Just(Value::Null), (0i64..3).prop_map(Value::from)],
+            0..4,
+        )
+        .prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        /// Arbitrary bytes never panic, and always get exactly one reply on a
+        /// known topic or an accepted set.
+        #[test]
+        fn any_payload_is_answered(payload in proptest::collection::vec(any::<u8>(), 0..200), op in 0..3u8) {
+            let op = [ShadowOp::Update, ShadowOp::Get, ShadowOp::Delete][op as usize];
+            let mut s = ShadowStore::new();
+            let r = s.handle("t", op, &payload, 1);
+            prop_assert!(!r.is_empty());
+            prop_assert!(r[0].suffix.starts_with(op.as_str()));
+        }
+
+        /// Over any sequence of updates: the version grows by one per accepted
+        /// update, the stored state equals a plain model of the merges, and the
+        /// delta is exactly the desired keys whose value differs from reported.
+        #[test]
+        fn updates_follow_the_model(steps in proptest::collection::vec((any::<bool>(), section()), 1..12)) {
+            let mut s = ShadowStore::new();
+            let (mut desired, mut reported) = (Map::new(), Map::new());
+            for (i, (is_desired, fields)) in steps.iter().enumerate() {
+                let key = if *is_desired { "desired" } else { "reported" };
+                let req = json!({"state": {key: Value::Object(fields.clone())}, "clientToken": format!("c{i}")});
+                let r = s.handle("t", ShadowOp::Update, &serde_json::to_vec(&req).unwrap(), i as u64);
+                prop_assert_eq!(&r[0].suffix, "update/accepted");
+                prop_assert_eq!(&r[0].payload["version"], &json!(i as u64 + 1));
+                prop_assert_eq!(&r[0].payload["clientToken"], &json!(format!("c{i}")));
+                let model = if *is_desired { &mut desired } else { &mut reported };
+                for (k, v) in fields {
+                    if v.is_null() { model.remove(k); } else { model.insert(k.clone(), v.clone()); }
+                }
+                let sh = s.get("t").unwrap();
+                prop_assert_eq!(&sh.desired, &desired);
+                prop_assert_eq!(&sh.reported, &reported);
+                let expected: Map<String, Value> = desired
+                    .iter()
+                    .filter(|(k, v)| reported.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                prop_assert_eq!(sh.delta(), expected.clone());
+                let has_delta = r.iter().any(|x| x.suffix == "update/delta");
+                prop_assert_eq!(has_delta, *is_desired && !expected.is_empty());
+            }
+        }
+    }
+}
