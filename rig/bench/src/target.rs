@@ -44,6 +44,37 @@ pub const CONSOLE_LOG: &str = "console/dut.log";
 /// Opens the bench's target as a DUT whose console is captured into
 /// `evidence_dir/console/dut.log`. Nothing is started yet: call [`Dut::start`].
 pub fn open(bench: &Bench, evidence_dir: &Path) -> Result<Box<dyn Dut>, BenchError> {
+    open_with(bench, evidence_dir, &OpenOptions::default())
+}
+
+/// How [`open_with`] opens a DUT, beyond what the bench file says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Run a process DUT inside this named network namespace (as `ip netns`
+    /// lists it): the command is prefixed with `ip netns exec <name>`.
+    pub netns: Option<String>,
+}
+
+/// As [`open`], with options (e.g. the network namespace of the simulated
+/// network). Options that do not apply to the target kind are an error.
+pub fn open_with(
+    bench: &Bench,
+    evidence_dir: &Path,
+    options: &OpenOptions,
+) -> Result<Box<dyn Dut>, BenchError> {
+    if options.netns.is_some()
+        && !matches!(
+            bench.target.kind,
+            TargetKind::Sim { .. } | TargetKind::Process { .. }
+        )
+    {
+        return Err(BenchError::NotSupported {
+            what: format!(
+                "a network namespace for target kind \"{}\"",
+                bench.target.kind.as_str()
+            ),
+        });
+    }
     if let TargetKind::ProbeRs {
         chip,
         probe,
@@ -101,6 +132,7 @@ pub fn open(bench: &Bench, evidence_dir: &Path) -> Result<Box<dyn Dut>, BenchErr
                 .unwrap_or_else(Profile::rig_agent);
             let mut dut = ProcessDut::new(spec, Some(profile), bench.timeouts.start, Some(&log))?;
             dut.set_power_switch(bench.target.power_switch.clone());
+            dut.set_netns(options.netns.clone());
             Ok(Box::new(dut))
         }
         TargetKind::Process { command, cwd, env } => {
@@ -117,6 +149,7 @@ pub fn open(bench: &Bench, evidence_dir: &Path) -> Result<Box<dyn Dut>, BenchErr
                 Some(&log),
             )?;
             dut.set_power_switch(bench.target.power_switch.clone());
+            dut.set_netns(options.netns.clone());
             Ok(Box::new(dut))
         }
         other => Err(BenchError::NotSupported {
@@ -214,6 +247,8 @@ pub struct ProcessDut {
     /// of a process DUT), computed once per program.
     program: Option<(PathBuf, String)>,
     power_switch: Option<crate::file::PowerSwitch>,
+    /// The network namespace the process runs in (`ip netns exec`).
+    netns: Option<String>,
 }
 
 impl std::fmt::Debug for ProcessDut {
@@ -250,6 +285,7 @@ impl ProcessDut {
             argv: Vec::new(),
             program: None,
             power_switch: None,
+            netns: None,
         };
         // A program named without placeholders is known before the start, so
         // the report's identity (taken before the first case) has its hash.
@@ -264,6 +300,12 @@ impl ProcessDut {
     /// The bench's power switch, for [`Dut::power_cycle`].
     pub fn set_power_switch(&mut self, switch: Option<crate::file::PowerSwitch>) {
         self.power_switch = switch;
+    }
+
+    /// Runs the process inside the named network namespace (`ip netns exec
+    /// <name> <command>`; `ip` execs the command, so the pid stays the same).
+    pub fn set_netns(&mut self, netns: Option<String>) {
+        self.netns = netns;
     }
 
     /// The captured console (also as [`Dut::console`]).
@@ -482,7 +524,14 @@ impl Dut for ProcessDut {
             return Err(BenchError::Template("the DUT command is empty".into()));
         };
         self.identify_program(program);
-        let mut cmd = Command::new(program);
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns.as_str(), program.as_str()]);
+                cmd
+            }
+            None => Command::new(program),
+        };
         cmd.args(args)
             .current_dir(&self.spec.cwd)
             .stdin(Stdio::piped())

@@ -472,6 +472,31 @@ impl Lwm2mServer {
         let socket = tokio::net::UdpSocket::bind(addr)
             .await
             .map_err(|source| ServiceError::Bind { addr, source })?;
+        Self::start(socket, addr, config)
+    }
+
+    /// Starts the server on an already bound socket (e.g. one bound inside a
+    /// network namespace), with a configuration. Must be called inside a
+    /// tokio runtime.
+    pub fn from_std(
+        socket: std::net::UdpSocket,
+        config: ServerConfig,
+    ) -> Result<Lwm2mServer, ServiceError> {
+        let addr = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        socket
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UdpSocket::from_std(socket))
+            .map_err(|source| ServiceError::Bind { addr, source })
+            .and_then(|socket| Self::start(socket, addr, config))
+    }
+
+    fn start(
+        socket: tokio::net::UdpSocket,
+        addr: SocketAddr,
+        config: ServerConfig,
+    ) -> Result<Lwm2mServer, ServiceError> {
         let local_addr = socket
             .local_addr()
             .map_err(|source| ServiceError::Bind { addr, source })?;

@@ -40,7 +40,7 @@ use futures::FutureExt as _;
 use globset::{Glob, GlobMatcher};
 use rig_bench::dut::Dut;
 use rig_report::events::{
-    Artifact, ArtifactKind, CaseRecord, PlannedCase, RunEvent, RunInfo, RunOutcome, Summary,
+    Artifact, ArtifactKind, CaseRecord, Measurement, PlannedCase, RunEvent, RunInfo, RunOutcome, Summary,
     Verdict,
 };
 use rig_services::lwm2m::Lwm2mServer;
@@ -324,6 +324,32 @@ enum CaseEnd {
     Cancelled,
 }
 
+/// Per-case work around each case that runs (not for Not Applicable or not
+/// run cases), e.g. a per-case capture of the simulated network. The engine
+/// knows nothing of what the hooks do.
+pub trait CaseHooks: Send {
+    /// Called before the case's start state is reached. An error is noted in
+    /// the case's message; the case still runs.
+    fn before_case(&mut self, id: &str) -> Result<(), String>;
+    /// Called after the case body (whatever its outcome): measurements and
+    /// artifacts (paths relative to the evidence folder) to add to the case
+    /// record, or an error noted in the case's message.
+    fn after_case(&mut self, id: &str) -> Result<(Vec<Measurement>, Vec<Artifact>), String>;
+}
+
+/// Hooks that do nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHooks;
+
+impl CaseHooks for NoHooks {
+    fn before_case(&mut self, _id: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn after_case(&mut self, _id: &str) -> Result<(Vec<Measurement>, Vec<Artifact>), String> {
+        Ok((Vec::new(), Vec::new()))
+    }
+}
+
 /// Runs a plan. Emits `RunStarted`, then for each case `CaseStarted`,
 /// `CaseProgress`… and `CaseFinished`, then `RunFinished`. The DUT is stopped at
 /// the end (and the [`Rig`] returned to the caller for shutdown).
@@ -333,6 +359,19 @@ pub async fn run(
     rig: Rig,
     settings: &RunSettings,
     cancel: &CancellationToken,
+    emit: &mut dyn FnMut(&RunEvent),
+) -> (RunResult, Rig) {
+    run_with_hooks(plan, info, rig, settings, cancel, &mut NoHooks, emit).await
+}
+
+/// As [`run`], calling `hooks` around each case that runs.
+pub async fn run_with_hooks(
+    plan: &Plan,
+    info: RunInfo,
+    rig: Rig,
+    settings: &RunSettings,
+    cancel: &CancellationToken,
+    hooks: &mut dyn CaseHooks,
     emit: &mut dyn FnMut(&RunEvent),
 ) -> (RunResult, Rig) {
     let planned = plan.planned_cases();
@@ -397,7 +436,7 @@ pub async fn run(
             settings,
             cancel,
         };
-        let (record, bound, back) = ctx.run(server.clone(), dut, emit).await;
+        let (record, bound, back) = ctx.run(server.clone(), dut, hooks, emit).await;
         dut = back;
         let verdict = record.verdict;
         emit(&RunEvent::CaseFinished {
@@ -520,6 +559,7 @@ impl CaseRun<'_> {
         self,
         server: Lwm2mServer,
         dut: Box<dyn Dut>,
+        hooks: &mut dyn CaseHooks,
         emit: &mut dyn FnMut(&RunEvent),
     ) -> (CaseRecord, Option<Bound>, Box<dyn Dut>) {
         let meta = &self.entry.case.meta;
@@ -553,6 +593,10 @@ impl CaseRun<'_> {
             {
                 deadline = (end, bound);
             }
+        }
+        let mut notes: Vec<String> = Vec::new();
+        if let Err(e) = hooks.before_case(meta.id) {
+            notes.push(e);
         }
         let mark = dut.console().mark();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -641,6 +685,20 @@ impl CaseRun<'_> {
             }
         }
         record.measurements = std::mem::take(&mut cx.measurements);
+        match hooks.after_case(meta.id) {
+            Ok((measurements, artifacts)) => {
+                record.measurements.extend(measurements);
+                record.artifacts.extend(artifacts);
+            }
+            Err(e) => notes.push(e),
+        }
+        for note in notes {
+            if record.message.is_empty() {
+                record.message = note;
+            } else {
+                record.message = format!("{}; {note}", record.message);
+            }
+        }
         // A measurement outside its limits fails a case that would have passed.
         if record.verdict == Verdict::Pass
             && let Some(why) = record.measurements.iter().find_map(out_of_limits)
