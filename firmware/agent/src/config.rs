@@ -12,9 +12,31 @@ use clap::Parser;
 #[derive(Clone, Debug, Parser, PartialEq)]
 #[command(name = "rig-agent", version, about, long_about)]
 pub struct AgentConfig {
-    /// The LwM2M server URI, `coap://host:port` (NoSec over UDP).
+    /// The LwM2M server URI, `coap://host:port` (NoSec over UDP) or
+    /// `coaps://host:port` (DTLS 1.2; needs `--security psk|rpk|x509`).
     #[arg(long, value_name = "URI")]
     pub server: String,
+    /// Security mode (`/0/0/2`): nosec, psk, rpk or x509.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = SecurityMode::Nosec)]
+    pub security: SecurityMode,
+    /// PSK identity (`/0/0/3` in PSK mode), as text.
+    #[arg(long, value_name = "ID")]
+    pub psk_identity: Option<String>,
+    /// PSK key (`/0/0/5` in PSK mode), hex.
+    #[arg(long, value_name = "HEX")]
+    pub psk_key_hex: Option<String>,
+    /// Our certificate chain, PEM (x509), leaf first.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<std::path::PathBuf>,
+    /// Our private key, PEM (x509, rpk).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
+    /// x509: the CA certificates we trust (PEM); rpk: the server public key we pin (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// x509: the name the server certificate must carry (default: the URI host).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
     /// The endpoint client name sent as `ep=`.
     #[arg(long, value_name = "EP")]
     pub endpoint: String,
@@ -44,6 +66,19 @@ pub struct AgentConfig {
     /// catches it (repeatable). See firmware/agent/README.md.
     #[arg(long = "deviate", value_name = "DEVIATION", value_enum, hide = true)]
     pub deviate: Vec<Deviation>,
+}
+
+/// The LwM2M security modes the agent speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecurityMode {
+    /// NoSec (`coap://`).
+    Nosec,
+    /// DTLS with a pre-shared key.
+    Psk,
+    /// DTLS with RFC 7250 raw public keys.
+    Rpk,
+    /// DTLS with X.509 certificates.
+    X509,
 }
 
 /// A deviation the agent can plant on purpose (test only): each one breaks
@@ -99,15 +134,103 @@ impl AgentConfig {
         self.time_scale.round().clamp(1.0, f64::from(u32::MAX)) as u32
     }
 
+    /// The host part of `--server` (without brackets), for the x509 name check.
+    pub fn server_host(&self) -> Option<String> {
+        let rest = self
+            .server
+            .strip_prefix("coaps://")
+            .or_else(|| self.server.strip_prefix("coap://"))?;
+        let hostport = rest.trim_end_matches('/');
+        if let Some(v6) = hostport.strip_prefix('[') {
+            return v6.split(']').next().map(str::to_string);
+        }
+        hostport.split(':').next().map(str::to_string)
+    }
+
+    /// The DTLS client configuration for `--security` (`None` for nosec).
+    /// Errors name the flag or file that is wrong.
+    pub fn dtls_config(&self) -> Result<Option<rig_dtls::ClientConfig>, String> {
+        use rig_dtls::ClientCredentials as C;
+        let need = |v: &Option<std::path::PathBuf>, flag: &str| {
+            v.clone()
+                .ok_or_else(|| format!("--security {:?} needs {flag}", self.security))
+        };
+        let creds = match self.security {
+            SecurityMode::Nosec => return Ok(None),
+            SecurityMode::Psk => {
+                let identity = self
+                    .psk_identity
+                    .clone()
+                    .ok_or("--security psk needs --psk-identity")?;
+                let hex = self
+                    .psk_key_hex
+                    .as_deref()
+                    .ok_or("--security psk needs --psk-key-hex")?;
+                let key = rig_dtls::from_hex(hex).map_err(|e| format!("--psk-key-hex: {e}"))?;
+                C::Psk {
+                    identity: identity.into_bytes(),
+                    key,
+                }
+            }
+            SecurityMode::X509 => {
+                let cert = need(&self.cert, "--cert")?;
+                let key = need(&self.key, "--key")?;
+                let ca = need(&self.ca, "--ca")?;
+                C::Certificate {
+                    chain: rig_dtls::load_certificates(&cert)
+                        .map_err(|e| format!("--cert {}: {e}", cert.display()))?,
+                    key: rig_dtls::load_private_key(&key)
+                        .map_err(|e| format!("--key {}: {e}", key.display()))?,
+                    trust: rig_dtls::load_certificates(&ca)
+                        .map_err(|e| format!("--ca {}: {e}", ca.display()))?,
+                    server_name: self.server_name.clone().or_else(|| self.server_host()),
+                }
+            }
+            SecurityMode::Rpk => {
+                let key = need(&self.key, "--key")?;
+                let ca = need(&self.ca, "--ca")?;
+                C::RawPublicKey {
+                    key: rig_dtls::load_private_key(&key)
+                        .map_err(|e| format!("--key {}: {e}", key.display()))?,
+                    server_keys: vec![
+                        rig_dtls::load_public_key(&ca)
+                            .map_err(|e| format!("--ca {}: {e}", ca.display()))?,
+                    ],
+                }
+            }
+        };
+        Ok(Some(rig_dtls::ClientConfig::new(creds)))
+    }
+
     /// The server's socket address from `--server` (`coap://host:port`, port
-    /// 5683 if absent). Host names are resolved.
+    /// 5683 if absent; `coaps://host:port`, port 5684 if absent, only with a
+    /// security mode). Host names are resolved.
     pub fn server_addr(&self) -> Result<std::net::SocketAddr, String> {
-        let rest = self.server.strip_prefix("coap://").ok_or_else(|| {
-            format!(
-                "--server `{}`: only `coap://` (NoSec over UDP) is supported",
-                self.server
-            )
-        })?;
+        let (rest, default_port) = match (
+            self.server.strip_prefix("coap://"),
+            self.server.strip_prefix("coaps://"),
+        ) {
+            (Some(r), _) if self.security == SecurityMode::Nosec => (r, 5683),
+            (_, Some(r)) if self.security != SecurityMode::Nosec => (r, 5684),
+            (Some(_), _) => {
+                return Err(format!(
+                    "--server `{}`: a `coap://` URI is NoSec; use `coaps://` with --security {:?}",
+                    self.server, self.security
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "--server `{}`: a `coaps://` URI needs --security psk, rpk or x509",
+                    self.server
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "--server `{}`: only `coap://` (NoSec) and `coaps://` (DTLS) are supported",
+                    self.server
+                ));
+            }
+        };
         let hostport = rest.trim_end_matches('/');
         if hostport.is_empty() || hostport.contains('/') {
             return Err(format!(
@@ -116,7 +239,7 @@ impl AgentConfig {
             ));
         }
         let with_port = if hostport.ends_with(']') || !hostport.contains(':') {
-            format!("{hostport}:5683")
+            format!("{hostport}:{default_port}")
         } else {
             hostport.to_string()
         };
@@ -173,6 +296,30 @@ mod tests {
         assert!(e.contains("only `U`"), "{e}");
         let e = cfg(&["--lifetime", "0"]).unwrap_err().to_string();
         assert!(e.contains("--lifetime"), "{e}");
+        let c = cfg(&["--security", "psk", "--psk-identity", "a"]).unwrap();
+        assert!(c.dtls_config().unwrap_err().contains("--psk-key-hex"));
+        let c = cfg(&[
+            "--security",
+            "psk",
+            "--psk-identity",
+            "a",
+            "--psk-key-hex",
+            "zz",
+        ])
+        .unwrap();
+        assert!(c.dtls_config().unwrap_err().contains("--psk-key-hex"));
+        let c = cfg(&[
+            "--security",
+            "x509",
+            "--cert",
+            "/nonexistent.pem",
+            "--key",
+            "k",
+            "--ca",
+            "c",
+        ])
+        .unwrap();
+        assert!(c.dtls_config().unwrap_err().contains("/nonexistent.pem"));
     }
 
     #[test]
@@ -181,7 +328,15 @@ mod tests {
         c.server = "coap://127.0.0.1".into();
         assert_eq!(c.server_addr().unwrap().port(), 5683);
         c.server = "coaps://127.0.0.1:5684".into();
-        assert!(c.server_addr().unwrap_err().contains("only `coap://`"));
+        assert!(c.server_addr().unwrap_err().contains("needs --security"));
+        c.security = SecurityMode::Psk;
+        assert_eq!(c.server_addr().unwrap(), "127.0.0.1:5684".parse().unwrap());
+        c.server = "coaps://localhost".into();
+        assert_eq!(c.server_addr().unwrap().port(), 5684);
+        assert_eq!(c.server_host().as_deref(), Some("localhost"));
+        c.server = "coap://127.0.0.1".into();
+        assert!(c.server_addr().unwrap_err().contains("NoSec"));
+        c.security = SecurityMode::Nosec;
         c.server = "coap://[::1]:7000".into();
         assert_eq!(c.server_addr().unwrap(), "[::1]:7000".parse().unwrap());
     }

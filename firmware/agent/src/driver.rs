@@ -1,5 +1,7 @@
-//! The agent's thin driver: one UDP socket, the console channels and a timer
-//! around a [`Client`]. It decides nothing; it moves bytes, lines and time.
+//! The agent's thin driver: one UDP socket (NoSec) or one DTLS session
+//! (`coaps://`), the console channels and a timer around a [`Client`]. It
+//! decides nothing; it moves bytes, lines and time. A failed DTLS handshake is
+//! printed as `error dtls: <reason>` and retried with a bounded backoff.
 
 use std::time::Duration;
 
@@ -27,6 +29,101 @@ pub enum AgentError {
     },
 }
 
+/// The datagram pipe to the server.
+enum Transport {
+    Udp(UdpSocket),
+    Dtls(rig_dtls::DtlsClientSocket),
+}
+
+impl Transport {
+    async fn send_to(&self, bytes: &[u8], peer: std::net::SocketAddr) -> Result<(), String> {
+        match self {
+            Transport::Udp(s) => s
+                .send_to(bytes, peer)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Transport::Dtls(s) => s
+                .send_to(bytes, peer)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, std::net::SocketAddr), String> {
+        match self {
+            Transport::Udp(s) => s.recv_from(buf).await.map_err(|e| e.to_string()),
+            Transport::Dtls(s) => s.recv_from(buf).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// First and largest delay between DTLS handshake attempts.
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(16);
+
+/// Handshakes until one succeeds; `None` if the console said quit meanwhile.
+async fn connect_dtls(
+    bind: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+    config: rig_dtls::ClientConfig,
+    commands: &mut mpsc::Receiver<String>,
+    output: &mpsc::UnboundedSender<String>,
+    log: &mpsc::UnboundedSender<String>,
+) -> Result<Option<rig_dtls::DtlsClientSocket>, AgentError> {
+    let ctx = std::sync::Arc::new(
+        rig_dtls::ClientContext::new(config).map_err(|e| AgentError::Config(e.to_string()))?,
+    );
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        let attempt = rig_dtls::DtlsClientSocket::connect(bind, server, ctx.clone());
+        tokio::pin!(attempt);
+        let failed = loop {
+            tokio::select! {
+                r = &mut attempt => match r {
+                    Ok(s) => {
+                        let _ = log.send(format!(
+                            "dtls: connected to {server} ({})",
+                            s.cipher_suite().map_or("?", |c| c.name)
+                        ));
+                        return Ok(Some(s));
+                    }
+                    Err(e) => break e,
+                },
+                line = commands.recv() => match line.as_deref().map(str::trim) {
+                    None | Some("quit") => return Ok(None),
+                    Some(_) => {
+                        let _ = output.send(Output::Error(
+                            "dtls".into(),
+                            "not connected yet (handshake in progress)".into(),
+                        ).to_string());
+                    }
+                },
+            }
+        };
+        let _ = output.send(Output::Error("dtls".into(), failed.to_string()).to_string());
+        let _ = log.send(format!("dtls: retrying in {} s", backoff.as_secs()));
+        let sleep = tokio::time::sleep(backoff);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                line = commands.recv() => match line.as_deref().map(str::trim) {
+                    None | Some("quit") => return Ok(None),
+                    Some(_) => {
+                        let _ = output.send(Output::Error(
+                            "dtls".into(),
+                            "not connected (handshake failed; retrying)".into(),
+                        ).to_string());
+                    }
+                },
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
 /// Runs the agent until `quit` (or the end of the command stream).
 ///
 /// `commands` yields console input lines; every stdout line goes to
@@ -45,9 +142,17 @@ pub async fn run(
     }
     .parse()
     .map_err(|_| AgentError::Config("bad bind address".into()))?;
-    let socket = UdpSocket::bind(bind)
-        .await
-        .map_err(|source| AgentError::Socket { server, source })?;
+    let socket = match cfg.dtls_config().map_err(AgentError::Config)? {
+        None => Transport::Udp(
+            UdpSocket::bind(bind)
+                .await
+                .map_err(|source| AgentError::Socket { server, source })?,
+        ),
+        Some(dtls) => match connect_dtls(bind, server, dtls, &mut commands, &output, &log).await? {
+            Some(s) => Transport::Dtls(s),
+            None => return Ok(()),
+        },
+    };
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -80,7 +185,14 @@ pub async fn run(
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, peer)) => client.handle_datagram(now(), peer, &buf[..n]),
-                Err(e) => { let _ = log.send(format!("receive failed: {e}")); }
+                Err(e) => {
+                    let _ = log.send(format!("receive failed: {e}"));
+                    if matches!(socket, Transport::Dtls(_)) {
+                        // The session is gone (closed or failed): stop rather than spin.
+                        let _ = output.send(Output::Error("dtls".into(), format!("session ended: {e}")).to_string());
+                        return Ok(());
+                    }
+                }
             },
             line = commands.recv(), if commands_open => match line {
                 Some(line) => match console::parse(&line) {

@@ -409,12 +409,12 @@ fn a_dut_that_cannot_start_is_an_infrastructure_error_and_the_run_goes_on() {
 #[test]
 fn a_run_that_cannot_prepare_still_writes_reports_with_every_case_not_run() {
     let dir = tempfile::tempdir().unwrap();
-    let bench = dir.path().join("netsim.toml");
-    // A simulated network is valid in a bench file, but this build cannot set
-    // one up: the run aborts before the first case.
+    let bench = dir.path().join("nic.toml");
+    // A NIC network is valid in a bench file, but `rig run` cannot set one up
+    // yet: the run aborts before the first case.
     std::fs::write(
         &bench,
-        "[bench]\nname = \"netsim\"\n\n[target]\nkind = \"sim\"\n\n[network]\nkind = \"sim\"\n",
+        "[bench]\nname = \"nic\"\n\n[target]\nkind = \"sim\"\n\n[network]\nkind = \"nic\"\ninterface = \"eth9\"\n",
     )
     .unwrap();
     let out = dir.path().join("run");
@@ -430,7 +430,7 @@ fn a_run_that_cannot_prepare_still_writes_reports_with_every_case_not_run() {
     );
     let stderr = text(&o.stderr);
     assert_eq!(status_of(&o), 2, "{stderr}");
-    assert!(stderr.contains("network kind `sim`"), "{stderr}");
+    assert!(stderr.contains("network kind `nic`"), "{stderr}");
     let json = read_json(&out);
     assert_eq!(json["outcome"], "aborted");
     assert_eq!(json["summary"]["not_run"], 4);
@@ -618,4 +618,138 @@ fn list_and_help_output_match_their_snapshots() {
     // The command-line contract (flags, defaults, exit codes) as users see it.
     let o = run_bounded(rig(&["run", "--help"]), Duration::from_secs(30));
     insta::assert_snapshot!("run_help", text(&o.stdout));
+}
+
+/// Up and down frame counts and byte sums of a pcap, as tshark reads it,
+/// split by the Ethernet source (the DUT's MAC is up).
+fn tshark_counts(pcap: &Path, dut_mac: &str) -> [(u64, u64); 2] {
+    let o = run_bounded(
+        {
+            let mut c = Command::new("tshark");
+            c.args(["-r", pcap.to_str().unwrap(), "-T", "fields"])
+                .args(["-e", "eth.src", "-e", "frame.len"]);
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "tshark: {}", text(&o.stderr));
+    let mut counts = [(0, 0); 2];
+    for line in text(&o.stdout).lines() {
+        let (src, len) = line.split_once('\t').unwrap();
+        let dir = usize::from(src != dut_mac);
+        counts[dir].0 += 1;
+        counts[dir].1 += len.trim().parse::<u64>().unwrap();
+    }
+    counts
+}
+
+fn measurement(case: &serde_json::Value, name: &str) -> Option<f64> {
+    case["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .map(|m| m["value"].as_f64().unwrap())
+}
+
+/// The default bench runs on the simulated network: the agent in its own
+/// namespace, every case captured and measured, and the figures equal
+/// tshark's on the case's capture. Without the capabilities (not root), the
+/// run falls back to loopback with a warning and reports no net.* figures.
+#[test]
+fn the_smoke_suite_on_the_simulated_network_captures_and_measures_each_case() {
+    ensure_agent();
+    let privileged = rig_net::check_capabilities().is_ok();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // The shipped default bench, as a user runs it.
+    let bench = root().join("hardware/sim.toml");
+    let child = rig(&[
+        "run",
+        "suites/smoke.toml",
+        "--bench",
+        bench.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let rig_pid = child.id();
+    let o = wait_bounded(child, Duration::from_secs(180));
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(status_of(&o), 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+    let json = read_json(&out);
+    let cases = json["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    if !privileged {
+        assert!(
+            stderr.contains("falling back to the loopback network"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+        for case in cases {
+            assert!(measurement(case, "net.packets.up").is_none(), "{case}");
+        }
+        assert!(!out.join("captures").exists());
+        return;
+    }
+    assert!(!stderr.contains("falling back"), "{stderr}");
+    // The agent was told the services' address on the simulated link.
+    let console = std::fs::read_to_string(out.join("console/dut.log")).unwrap();
+    assert!(
+        console.contains("--server coap://10.77.0.1:5683"),
+        "{console}"
+    );
+    assert!(out.join("captures/run.pcap").is_file());
+    for case in cases {
+        let id = case["id"].as_str().unwrap();
+        let pcap = format!("captures/{id}.pcap");
+        assert!(out.join(&pcap).is_file(), "missing {pcap}");
+        assert!(
+            case["artifacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["kind"] == "pcap" && a["path"] == pcap.as_str()),
+            "{case}"
+        );
+        for name in [
+            "net.packets.up",
+            "net.packets.down",
+            "net.l2_bytes.up",
+            "net.l2_bytes.down",
+            "net.l3_bytes.up",
+            "net.l3_bytes.down",
+        ] {
+            assert!(measurement(case, name).is_some(), "{id}: no {name}");
+        }
+        assert!(
+            measurement(case, "net.packets.up").unwrap() >= 1.0,
+            "{case}"
+        );
+    }
+    // int-102 (registration update) has traffic both ways: rig's figures
+    // must be tshark's on the same capture. The DUT's MAC is fixed.
+    let case = &cases[1];
+    let id = case["id"].as_str().unwrap();
+    let [up, down] = tshark_counts(
+        &out.join(format!("captures/{id}.pcap")),
+        "02:72:69:67:00:02",
+    );
+    assert!(up.0 > 0 && down.0 > 0, "{up:?} {down:?}");
+    assert_eq!(measurement(case, "net.packets.up"), Some(up.0 as f64));
+    assert_eq!(measurement(case, "net.l2_bytes.up"), Some(up.1 as f64));
+    assert_eq!(measurement(case, "net.packets.down"), Some(down.0 as f64));
+    assert_eq!(measurement(case, "net.l2_bytes.down"), Some(down.1 as f64));
+    // No namespace of this run is left behind.
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let ours = format!("rig-{rig_pid}-");
+    assert!(
+        !text(&left.stdout).lines().any(|l| l.starts_with(&ours)),
+        "{}",
+        text(&left.stdout)
+    );
 }

@@ -21,15 +21,15 @@ extern crate alloc;
 
 pub mod time;
 
-pub mod path;
-pub mod object;
-pub mod value;
 pub mod content;
 pub mod link;
+pub mod object;
+pub mod path;
+pub mod value;
 
-pub mod coap;
 pub mod attributes;
+pub mod bootstrap;
+pub mod coap;
+pub mod fota;
 pub mod registration;
 pub mod registry;
-pub mod bootstrap;
-pub mod fota;

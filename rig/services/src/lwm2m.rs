@@ -295,6 +295,24 @@ pub enum ServerEvent {
     },
     /// A deviation from the spec was seen.
     Deviation(Deviation),
+    /// (`coaps://` only) A DTLS handshake completed.
+    SecureSession {
+        /// The client's address.
+        peer: SocketAddr,
+        /// The endpoint its credentials map to in the credential store.
+        endpoint: Option<String>,
+        /// The negotiated suite, e.g. `TLS_PSK_WITH_AES_128_CCM_8`.
+        cipher_suite: Option<String>,
+    },
+    /// (`coaps://` only) A DTLS handshake failed or a datagram was refused.
+    HandshakeFailed {
+        /// The client's address.
+        peer: SocketAddr,
+        /// rig-dtls's stable reason tag, e.g. `wrong_psk`, `hostname_mismatch`.
+        reason: String,
+        /// rig-dtls's full text (peer, stage, alert, reason).
+        message: String,
+    },
 }
 
 /// Waits for the first event matching `pred`, at most `timeout`. Events that
@@ -441,6 +459,7 @@ mod tokio_shutdown {
 pub struct Lwm2mServer {
     shared: Arc<Shared>,
     op_timeout: Duration,
+    secure: bool,
 }
 
 impl fmt::Debug for Lwm2mServer {
@@ -472,7 +491,28 @@ impl Lwm2mServer {
         let socket = tokio::net::UdpSocket::bind(addr)
             .await
             .map_err(|source| ServiceError::Bind { addr, source })?;
-        Self::start(socket, addr, config)
+        Self::start(driver::Transport::Udp(socket), addr, config)
+    }
+
+    /// Binds a DTLS 1.2 server on `addr` (port 0 picks a free port) and serves
+    /// LwM2M over it (`coaps://`). The CoAP layer is the same as for
+    /// [`Lwm2mServer::bind`]; each Register's `ep` is checked against the
+    /// endpoint the peer's credentials map to (a mismatch is a [`Deviation`]),
+    /// and handshake outcomes are broadcast as [`ServerEvent::SecureSession`]
+    /// and [`ServerEvent::HandshakeFailed`].
+    pub async fn bind_secure(
+        addr: SocketAddr,
+        config: ServerConfig,
+        dtls: rig_dtls::ServerConfig,
+    ) -> Result<Lwm2mServer, ServiceError> {
+        let socket = rig_dtls::DtlsServerSocket::bind(addr, dtls)
+            .await
+            .map_err(|e| ServiceError::Bind {
+                addr,
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let local_addr = socket.local_addr();
+        Self::start_on(driver::Transport::Dtls(socket), local_addr, config, true)
     }
 
     /// Starts the server on an already bound socket (e.g. one bound inside a
@@ -489,17 +529,29 @@ impl Lwm2mServer {
             .set_nonblocking(true)
             .and_then(|()| tokio::net::UdpSocket::from_std(socket))
             .map_err(|source| ServiceError::Bind { addr, source })
-            .and_then(|socket| Self::start(socket, addr, config))
+            .and_then(|socket| Self::start(driver::Transport::Udp(socket), addr, config))
     }
 
     fn start(
-        socket: tokio::net::UdpSocket,
+        socket: driver::Transport,
         addr: SocketAddr,
         config: ServerConfig,
     ) -> Result<Lwm2mServer, ServiceError> {
-        let local_addr = socket
-            .local_addr()
-            .map_err(|source| ServiceError::Bind { addr, source })?;
+        let local_addr = match &socket {
+            driver::Transport::Udp(s) => s
+                .local_addr()
+                .map_err(|source| ServiceError::Bind { addr, source })?,
+            driver::Transport::Dtls(s) => s.local_addr(),
+        };
+        Self::start_on(socket, local_addr, config, false)
+    }
+
+    fn start_on(
+        socket: driver::Transport,
+        local_addr: SocketAddr,
+        config: ServerConfig,
+        secure: bool,
+    ) -> Result<Lwm2mServer, ServiceError> {
         let state = Arc::new(Mutex::new(State::default()));
         let (events, _) = broadcast::channel(1024);
         let (ops_tx, ops_rx) = mpsc::channel(64);
@@ -517,6 +569,7 @@ impl Lwm2mServer {
                 shutdown: tokio_shutdown::Trigger(shutdown_tx),
             }),
             op_timeout,
+            secure,
         })
     }
 
@@ -525,7 +578,8 @@ impl Lwm2mServer {
         self.shared.local_addr
     }
 
-    /// The URI a client uses to reach this server, e.g. `coap://127.0.0.1:5683`.
+    /// The URI a client uses to reach this server, e.g. `coap://127.0.0.1:5683`
+    /// (`coaps://` for a server from [`Lwm2mServer::bind_secure`]).
     /// An unspecified bind address (`0.0.0.0`) is given as loopback.
     pub fn uri(&self) -> String {
         let mut addr = self.shared.local_addr;
@@ -535,7 +589,8 @@ impl Lwm2mServer {
                 SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
-        format!("coap://{addr}")
+        let scheme = if self.secure { "coaps" } else { "coap" };
+        format!("{scheme}://{addr}")
     }
 
     /// The configuration the server runs with.
@@ -553,6 +608,7 @@ impl Lwm2mServer {
         Lwm2mServer {
             shared: self.shared.clone(),
             op_timeout: timeout,
+            secure: self.secure,
         }
     }
 

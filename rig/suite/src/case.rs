@@ -103,23 +103,38 @@ pub struct CaseFailure {
 impl CaseFailure {
     /// The DUT broke a pass criterion.
     pub fn fail(message: impl Into<String>) -> Self {
-        Self { verdict: Verdict::Fail, message: message.into() }
+        Self {
+            verdict: Verdict::Fail,
+            message: message.into(),
+        }
     }
     /// The case could not decide.
     pub fn inconclusive(message: impl Into<String>) -> Self {
-        Self { verdict: Verdict::Inconclusive, message: message.into() }
+        Self {
+            verdict: Verdict::Inconclusive,
+            message: message.into(),
+        }
     }
     /// The case does not apply to this DUT or bench.
     pub fn not_applicable(message: impl Into<String>) -> Self {
-        Self { verdict: Verdict::NotApplicable, message: message.into() }
+        Self {
+            verdict: Verdict::NotApplicable,
+            message: message.into(),
+        }
     }
     /// A wait inside the case ran out.
     pub fn out_of_time(message: impl Into<String>) -> Self {
-        Self { verdict: Verdict::OutOfTime, message: message.into() }
+        Self {
+            verdict: Verdict::OutOfTime,
+            message: message.into(),
+        }
     }
     /// The rig itself failed.
     pub fn infra(message: impl Into<String>) -> Self {
-        Self { verdict: Verdict::Error, message: message.into() }
+        Self {
+            verdict: Verdict::Error,
+            message: message.into(),
+        }
     }
 }
 
@@ -139,7 +154,9 @@ pub struct CaseDef {
 
 impl std::fmt::Debug for CaseDef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaseDef").field("meta", &self.meta).finish_non_exhaustive()
+        f.debug_struct("CaseDef")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
     }
 }
 

@@ -40,8 +40,8 @@ use futures::FutureExt as _;
 use globset::{Glob, GlobMatcher};
 use rig_bench::dut::Dut;
 use rig_report::events::{
-    Artifact, ArtifactKind, CaseRecord, Measurement, PlannedCase, RunEvent, RunInfo, RunOutcome, Summary,
-    Verdict,
+    Artifact, ArtifactKind, CaseRecord, Measurement, PlannedCase, RunEvent, RunInfo, RunOutcome,
+    Summary, Verdict,
 };
 use rig_services::lwm2m::Lwm2mServer;
 use tokio::time::Instant;

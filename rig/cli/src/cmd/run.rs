@@ -9,15 +9,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rig_bench::file::{Bench, NetworkSpec};
+use rig_bench::target::OpenOptions;
 use rig_report::events::{BenchInfo, RunInfo};
 use rig_report::junit::JunitReporter;
 use rig_report::markdown::MarkdownReporter;
 use rig_report::record::RecordReporter;
 use rig_report::{Fanout, Reporter as _};
-use rig_services::lwm2m::Lwm2mServer;
+use rig_services::lwm2m::{Lwm2mServer, ServerConfig};
 use rig_suite::engine::{self, PlanOptions, Rig, RunResult, RunSettings};
 use tokio_util::sync::CancellationToken;
 
+use super::simnet::{SERVER_ADDR, SimNet};
 use crate::progress::Progress;
 use crate::{DEFAULT_SUITE, RunArgs, exit};
 
@@ -105,7 +107,7 @@ pub(crate) fn main(args: RunArgs) -> u8 {
         reporters.push(Box::new(JunitReporter::new(&out)));
         reporters.push(Box::new(RecordReporter::new(&out)));
         reporters.push(Box::new(MarkdownReporter::new(&out)));
-        let (server, dut) = match prepare(&bench, &out).await {
+        let (server, dut, simnet) = match prepare(&bench, &out, &run_id, run_time_scale).await {
             Ok(p) => p,
             Err(message) => {
                 // Still write the reports, every case not run with the reason,
@@ -127,23 +129,59 @@ pub(crate) fn main(args: RunArgs) -> u8 {
             endpoint: format!("rig-{}", run_id.to_lowercase()),
         };
         let rig = Rig { server, dut };
-        let (result, rig) = engine::run(&plan, info, rig, &settings, &cancel, &mut |event| {
+        let mut emit = |event: &rig_report::events::RunEvent| {
             let _ = reporters.handle(event);
-        })
-        .await;
+        };
+        let (result, rig) = match simnet {
+            Some(mut net) => {
+                let r = engine::run_with_hooks(
+                    &plan, info, rig, &settings, &cancel, &mut net, &mut emit,
+                )
+                .await;
+                r.1.server.shutdown();
+                for problem in net.shutdown() {
+                    eprintln!("warning: simulated network: {problem}");
+                }
+                r
+            }
+            None => engine::run(&plan, info, rig, &settings, &cancel, &mut emit).await,
+        };
         rig.server.shutdown();
         drop(rig);
         finish(&result, &out, reporters.take_errors())
     })
 }
 
-/// Starts the services and opens the DUT.
+/// The services, the DUT and the simulated network (if the bench has one).
+type Prepared = (Lwm2mServer, Box<dyn rig_bench::dut::Dut>, Option<SimNet>);
+
+/// Starts the services and opens the DUT: on the simulated network for a `sim`
+/// bench (falling back to loopback, with a warning, without the capabilities),
+/// else over loopback.
 async fn prepare(
     bench: &Bench,
     out: &Path,
-) -> Result<(Lwm2mServer, Box<dyn rig_bench::dut::Dut>), String> {
+    run_id: &str,
+    time_scale: f64,
+) -> Result<Prepared, String> {
+    // Registrations expire on the same scaled clock the agent uses.
+    let config = ServerConfig {
+        time_scale,
+        ..ServerConfig::default()
+    };
     match &bench.network {
         NetworkSpec::Loopback => {}
+        NetworkSpec::Sim { .. } => match rig_net::check_capabilities() {
+            Ok(()) => return prepare_sim(bench, out, run_id, config),
+            Err(e) => {
+                eprintln!(
+                    "warning: {}: the simulated network needs privileges: {e}\n\
+                     warning: falling back to the loopback network: functional cases only, \
+                     no capture and no net.* measurements",
+                    bench.path.display()
+                );
+            }
+        },
         other => {
             return Err(format!(
                 "{}: network kind `{}` needs the simulated network, which this build cannot set \
@@ -154,14 +192,36 @@ async fn prepare(
         }
     }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = Lwm2mServer::bind(addr)
+    let server = Lwm2mServer::bind_with(addr, config)
         .await
         .map_err(|e| format!("cannot start the LwM2M server on {addr}: {e}"))?;
     let dut = rig_bench::target::open(bench, out).map_err(|e| {
         server.shutdown();
         format!("cannot open the DUT of bench `{}`: {e}", bench.name)
     })?;
-    Ok((server, dut))
+    Ok((server, dut, None))
+}
+
+/// [`prepare`] on the simulated network: the server inside the services
+/// namespace, the DUT process inside the DUT namespace.
+fn prepare_sim(
+    bench: &Bench,
+    out: &Path,
+    run_id: &str,
+    config: ServerConfig,
+) -> Result<Prepared, String> {
+    let net = SimNet::create(run_id, out)?;
+    let socket = net.bind_server_socket()?;
+    let server = Lwm2mServer::from_std(socket, config)
+        .map_err(|e| format!("cannot start the LwM2M server on {SERVER_ADDR}: {e}"))?;
+    let options = OpenOptions {
+        netns: Some(net.dut_netns()),
+    };
+    let dut = rig_bench::target::open_with(bench, out, &options).map_err(|e| {
+        server.shutdown();
+        format!("cannot open the DUT of bench `{}`: {e}", bench.name)
+    })?;
+    Ok((server, dut, Some(net)))
 }
 
 /// Prints where the reports are and the summary line; returns the exit code.
@@ -224,6 +284,8 @@ fn watch_signals(cancel: CancellationToken) -> std::io::Result<()> {
             _ = term.recv() => {}
         }
         eprintln!("rig: quitting at once; the reports on disk are the last complete ones");
+        // The simulated network's namespaces must not outlive the run.
+        let _ = rig_net::cleanup_own();
         std::process::exit(4);
     });
     Ok(())

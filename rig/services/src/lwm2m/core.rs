@@ -51,6 +51,9 @@ pub(crate) struct ServerCore {
     registry: proto_registry::Registry,
     /// Object definitions, to decode typeless formats.
     defs: Registry,
+    /// DTLS only: the endpoint each peer's credentials map to (`None` =
+    /// authenticated but not in the credential store).
+    authenticated: HashMap<SocketAddr, Option<String>>,
 }
 
 impl ServerCore {
@@ -73,6 +76,7 @@ impl ServerCore {
             registry,
             observations: HashMap::new(),
             defs: Registry::core(),
+            authenticated: HashMap::new(),
         }
     }
 
@@ -110,6 +114,41 @@ impl ServerCore {
     }
 
     // ---- inputs ---------------------------------------------------------
+
+    /// A DTLS session event: remember who a peer authenticated as, and
+    /// broadcast handshake outcomes with rig-dtls's reason text.
+    pub(crate) fn handle_dtls_event(&mut self, event: rig_dtls::ServerEvent) {
+        use rig_dtls::ServerEvent as E;
+        let text = event.to_string();
+        match event {
+            E::Established {
+                peer,
+                endpoint,
+                cipher_suite,
+                ..
+            } => {
+                self.authenticated.insert(peer, endpoint.clone());
+                self.emit(ServerEvent::SecureSession {
+                    peer,
+                    endpoint,
+                    cipher_suite: cipher_suite.map(|s| s.name.to_string()),
+                });
+            }
+            E::Failed(f) => self.emit(ServerEvent::HandshakeFailed {
+                peer: f.peer,
+                reason: f.reason.kind().to_string(),
+                message: text,
+            }),
+            E::Rejected { peer, reason } => self.emit(ServerEvent::HandshakeFailed {
+                peer,
+                reason: reason.kind().to_string(),
+                message: text,
+            }),
+            E::Closed { peer } | E::Expired { peer } => {
+                self.authenticated.remove(&peer);
+            }
+        }
+    }
 
     pub(crate) fn handle_datagram(&mut self, now: ProtoInstant, peer: SocketAddr, bytes: &[u8]) {
         self.endpoint.handle_datagram(now, peer, bytes);
@@ -410,6 +449,14 @@ impl ServerCore {
                 let ep = registration.endpoint.clone();
                 for d in &deviations {
                     self.deviation(Some(&ep), peer, format!("Register: {d}"), excerpt.clone());
+                }
+                if let Some(Some(auth)) = self.authenticated.get(&peer)
+                    && *auth != ep
+                {
+                    let what = format!(
+                        "Register: `ep={ep}` does not match the endpoint `{auth}` its DTLS credentials authenticate"
+                    );
+                    self.deviation(Some(&ep), peer, what, excerpt.clone());
                 }
                 // What the client actually sent (absent = None), beside the
                 // registry's effective values.

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -18,9 +20,55 @@ use super::core::ServerCore;
 /// assumed, but a generous buffer so oversize input is seen, not truncated).
 const MAX_DATAGRAM: usize = 65_535;
 
+/// The datagram transport under the CoAP endpoint: plain UDP (`coap://`) or
+/// DTLS (`coaps://`). The core never learns which one it is, except for the
+/// authenticated identity the DTLS layer reports per peer.
+pub(super) enum Transport {
+    /// NoSec.
+    Udp(UdpSocket),
+    /// DTLS 1.2 (rig-dtls): plaintext datagrams per peer, plus handshake events.
+    Dtls(rig_dtls::DtlsServerSocket),
+}
+
+impl Transport {
+    async fn send_to(&self, bytes: &[u8], peer: SocketAddr) {
+        // A send error is a peer problem (ICMP unreachable, no session): the
+        // core's retransmission handles it.
+        match self {
+            Transport::Udp(s) => {
+                let _ = s.send_to(bytes, peer).await;
+            }
+            Transport::Dtls(s) => {
+                let _ = s.send_to(bytes, peer).await;
+            }
+        }
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        match self {
+            Transport::Udp(s) => s.recv_from(buf).await.ok(),
+            Transport::Dtls(s) => s.recv_from(buf).await.ok(),
+        }
+    }
+
+    fn try_event(&self) -> Option<rig_dtls::ServerEvent> {
+        match self {
+            Transport::Udp(_) => None,
+            Transport::Dtls(s) => s.try_event(),
+        }
+    }
+
+    async fn next_event(&self) -> Option<rig_dtls::ServerEvent> {
+        match self {
+            Transport::Udp(_) => std::future::pending().await,
+            Transport::Dtls(s) => s.next_event().await,
+        }
+    }
+}
+
 /// Runs until shutdown fires or every handle is gone.
 pub(super) async fn run(
-    socket: UdpSocket,
+    socket: Transport,
     mut core: ServerCore,
     mut ops: mpsc::Receiver<OpRequest>,
     mut shutdown: watch::Receiver<bool>,
@@ -34,9 +82,7 @@ pub(super) async fn run(
     loop {
         // Send everything pending before sleeping.
         while let Some((peer, bytes)) = core.poll_transmit() {
-            // A send error on UDP (e.g. ICMP unreachable reported late) is a
-            // peer problem, not ours: the core's retransmission handles it.
-            let _ = socket.send_to(&bytes, peer).await;
+            socket.send_to(&bytes, peer).await;
         }
         let deadline = core.poll_timeout().map(to_tokio);
         tokio::select! {
@@ -47,10 +93,23 @@ pub(super) async fn run(
             }
             received = socket.recv_from(&mut buf) => {
                 match received {
-                    Ok((n, peer)) => core.handle_datagram(now(), peer, &buf[..n]),
+                    Some((n, peer)) => {
+                        // A session's Established event is queued before its
+                        // first plaintext: apply it first, so the Register
+                        // is checked against the authenticated identity.
+                        while let Some(event) = socket.try_event() {
+                            core.handle_dtls_event(event);
+                        }
+                        core.handle_datagram(now(), peer, &buf[..n]);
+                    }
                     // Linux reports ICMP port unreachable of an earlier send
                     // as an error on the next receive; nothing to do.
-                    Err(_) => continue,
+                    None => continue,
+                }
+            }
+            event = socket.next_event() => {
+                if let Some(event) = event {
+                    core.handle_dtls_event(event);
                 }
             }
             op = ops.recv(), if ops_open => {
