@@ -331,6 +331,11 @@ impl Bench {
             if target.profile.is_some() || matches!(target.kind, TargetKind::Sim { .. }) {
                 features.insert("console".into());
             }
+            if matches!(network, NetworkSpec::Sim { .. } | NetworkSpec::Nic { .. }) {
+                // Every frame crosses the rig's bridge or its capture: byte and
+                // packet counts are measured, never estimated.
+                features.insert("capture".into());
+            }
             if matches!(
                 network,
                 NetworkSpec::Sim { impair: true } | NetworkSpec::Nic { impair: true, .. }

@@ -224,11 +224,17 @@ pub fn link_format(data: &[u8]) {
         }
     };
     let text = link::format(&links);
-    assert_eq!(
-        text.as_bytes(),
-        data,
-        "format() does not reproduce the input"
-    );
+    // A quoted-pair may escape any character (RFC 6690 uses RFC 2616's
+    // quoted-string), and `format()` writes only the escapes it needs, so
+    // byte-exact reproduction holds for inputs without a backslash; with one,
+    // the parsed links must survive the trip unchanged.
+    if !data.contains(&b'\\') {
+        assert_eq!(
+            text.as_bytes(),
+            data,
+            "format() does not reproduce the input"
+        );
+    }
     assert_eq!(link::parse(&text).as_ref(), Ok(&links));
     for l in &links {
         let _ = l.attributes();

@@ -283,7 +283,9 @@ pub(crate) fn parse_float(s: &str) -> Option<f64> {
     if i != b.len() {
         return None;
     }
-    s.parse().ok()
+    // A literal too large for an f64 (`1e999`) would read as infinity, which no
+    // format can carry: reject it like any other malformed number.
+    s.parse().ok().filter(|f: &f64| f.is_finite())
 }
 
 /// Shortest decimal text that reads back as the same f64 (Rust's `{}` for

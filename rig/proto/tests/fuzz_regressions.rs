@@ -65,3 +65,35 @@ fn tlv_rejects_an_instance_of_a_single_resource() {
         [0x41, 0x01, 0x05]
     );
 }
+
+/// content_text, 2026-11-27 (CI's bounded run): `10e1333...0` for the float
+/// resource /6/0/9 overflowed to infinity, which decoded but no format can
+/// encode. An out-of-range literal is now a malformed number.
+#[test]
+fn text_rejects_a_float_literal_that_overflows() {
+    let reg = Registry::core();
+    let base = ObjectPath::parse("/6/0/9").unwrap();
+    let mut text = b"10e1".to_vec();
+    text.extend(std::iter::repeat_n(b'3', 85));
+    text.push(b'0');
+    let e = content::decode(ContentFormat::Text, &base, &text, &reg).unwrap_err();
+    assert_eq!(e.offset, 0, "{e}");
+    let recs = content::decode(ContentFormat::Text, &base, b"10e3", &reg).unwrap();
+    assert_eq!(
+        content::encode(ContentFormat::Text, &base, &recs, &reg).unwrap(),
+        b"10000"
+    );
+}
+
+/// link_format, 2026-11-27 (CI's bounded run): a quoted-pair escaping a
+/// character that needs no escape (`\|`) is valid (RFC 6690 takes RFC 2616's
+/// quoted-string); it is accepted and unescaped, and the formatted text
+/// parses back to the same links.
+#[test]
+fn link_format_accepts_a_redundant_escape_in_a_quoted_string() {
+    let links = rig_proto::link::parse(r#"</3/0>;uri="a\|b""#).unwrap();
+    assert_eq!(links[0].param("uri"), Some("a|b"));
+    let text = rig_proto::link::format(&links);
+    assert_eq!(text, r#"</3/0>;uri="a|b""#);
+    assert_eq!(rig_proto::link::parse(&text).unwrap(), links);
+}

@@ -230,6 +230,8 @@ fn demo(args: &[String]) -> Result<(), String> {
 fn test(args: &[String]) -> Result<(), String> {
     // The end-to-end tests run the real binaries, so build them all first.
     run(cargo().args(["build", "--workspace", "--locked"]))?;
+    // Doc tests first, so the run ends on the test runner's summary line.
+    run(cargo().args(["test", "--workspace", "--locked", "--doc"]))?;
     if succeeds(cargo().args(["nextest", "--version"])) {
         run(cargo()
             .args([
@@ -239,14 +241,11 @@ fn test(args: &[String]) -> Result<(), String> {
                 "--locked",
                 "--no-fail-fast",
             ])
-            .args(args))?;
+            .args(args))
     } else {
         eprintln!("xtask: cargo-nextest not installed; using cargo test");
         run(cargo()
             .args(["test", "--workspace", "--locked", "--no-fail-fast"])
-            .args(args))?;
+            .args(args))
     }
-    run(cargo()
-        .args(["test", "--workspace", "--locked", "--doc"])
-        .args(args))
 }
