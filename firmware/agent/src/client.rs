@@ -34,6 +34,7 @@ use rig_proto::time::Instant;
 use crate::config::{AgentConfig, Deviation};
 use crate::console::{Command, Output};
 use crate::objects::{ObjectStore, Refusal};
+use crate::observe::Observations;
 
 /// What follows a De-register.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -74,6 +75,13 @@ pub struct Client {
     leftover: VecDeque<(SocketAddr, Vec<u8>)>,
     /// The `quit` command is waiting for the De-register to finish.
     quitting: bool,
+    /// Active observations and written notification attributes (`observe.rs`).
+    observations: Observations,
+    /// The time of the input being handled (for Write-Attributes).
+    last_now: Instant,
+    /// A bootstrap is due (Execute `/1/x/9`, or a failed Register with a
+    /// bootstrap account); the driver takes it with [`Client::take_bootstrap_request`].
+    bootstrap_requested: bool,
 }
 
 impl Client {
@@ -83,6 +91,8 @@ impl Client {
         let reg = ClientRegistration::new(registration_config(&cfg, &store));
         Client {
             coap: Endpoint::new(coap::Config::default(), seed),
+            observations: Observations::new(cfg.time_scale_u32()),
+            last_now: Instant::ZERO,
             seed,
             cfg,
             server,
@@ -96,12 +106,26 @@ impl Client {
             logs: VecDeque::new(),
             leftover: VecDeque::new(),
             quitting: false,
+            bootstrap_requested: false,
         }
+    }
+
+    /// Whether a bootstrap is due (then the driver leaves this client and
+    /// runs the bootstrap); clears the request.
+    pub fn take_bootstrap_request(&mut self) -> bool {
+        std::mem::take(&mut self.bootstrap_requested)
     }
 
     /// Starts the client: prints `ready` and sends the first Register.
     pub fn start(&mut self, now: Instant) {
         self.outputs.push_back(Output::Ready);
+        self.start_announced(now);
+    }
+
+    /// Starts the client when `ready` was already printed (by the driver,
+    /// before a DTLS handshake, so a refused handshake is seen as the DUT's
+    /// behaviour and not as a DUT that never came up): sends the first Register.
+    pub fn start_announced(&mut self, now: Instant) {
         self.reg.register(now);
         self.pump(now);
     }
@@ -142,6 +166,7 @@ impl Client {
             self.coap.poll_timeout(),
             self.reg.poll_timeout(),
             self.disabled_until,
+            self.observations.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -152,6 +177,7 @@ impl Client {
 
     /// A datagram arrived.
     pub fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
+        self.last_now = now;
         self.coap.handle_datagram(now, peer, bytes);
         self.process(now);
         self.pump(now);
@@ -169,6 +195,7 @@ impl Client {
             self.log("disable timeout over: registering again".into());
             self.reg.register(now);
         }
+        self.observe_timeout(now);
         self.pump(now);
     }
 
@@ -314,7 +341,9 @@ impl Client {
                 self.outputs.push_back(Output::RegistrationFailed(format!(
                     "Register: {}",
                     code.unwrap_or_else(|| "no response".into())
-                )))
+                )));
+                // Fall back to the bootstrap server (ETS int-7).
+                self.bootstrap_requested |= self.cfg.bootstrap_uri.is_some();
             }
             RegistrationEvent::UpdateFailed { code } => {
                 self.outputs.push_back(Output::RegistrationFailed(format!(
@@ -354,6 +383,7 @@ impl Client {
         self.reg_request = None;
         self.after_deregister = None;
         self.disabled_until = None;
+        self.observations.clear(factory);
         self.reg.register(now);
     }
 
@@ -385,9 +415,12 @@ impl Client {
                     id.0,
                     if reset { "reset" } else { "not acknowledged" }
                 )),
-                Event::ResponseBlock { .. }
-                | Event::Notification { .. }
-                | Event::ObservationCancelled { .. } => {}
+                Event::ObservationCancelled { id, reason, .. } => {
+                    if self.observations.cancel(id) {
+                        self.log(format!("observation {} cancelled ({reason:?})", id.0));
+                    }
+                }
+                Event::ResponseBlock { .. } | Event::Notification { .. } => {}
             }
             self.pump(now);
         }
@@ -428,9 +461,7 @@ impl Client {
             .map(code_name)
             .unwrap_or("?");
         self.log(format!("<- {line} from {peer} -> {code}"));
-        if let Err(e) = self.coap.respond(now, id, response) {
-            self.log(format!("cannot answer {line}: {e}"));
-        }
+        self.answer(now, id, &request, response, &line);
         if let Some(action) = action {
             self.act(now, action);
         }
@@ -452,8 +483,7 @@ impl Client {
         match method {
             Method::Get => (self.read(req, &path), None),
             Method::Put if has_query && req.payload.is_empty() => {
-                // Write-Attributes is not implemented yet: say so honestly.
-                (message::response(ResponseCode::NotImplemented), None)
+                (self.write_attributes(req, &path), None)
             }
             Method::Put => self.write(req, &path, true),
             Method::Post if path.resource_id().is_some() => self.execute(&path),
@@ -582,6 +612,7 @@ impl Client {
         let action = match (ids[0], ids[2]) {
             (1, 4) => Some(Action::Disable),
             (1, 8) => Some(Action::UpdateWith(UpdateParams::default())),
+            (1, 9) => Some(Action::Bootstrap),
             (3, 4) => Some(Action::Reboot),
             (3, 5) => Some(Action::FactoryReset),
             _ => None,
@@ -622,6 +653,7 @@ impl Client {
             }
             Action::Reboot => self.reboot(now, false),
             Action::FactoryReset => self.reboot(now, true),
+            Action::Bootstrap => self.bootstrap_requested = true,
         }
     }
 }
@@ -637,6 +669,8 @@ enum Action {
     Reboot,
     /// Factory reset (`/3/0/5`).
     FactoryReset,
+    /// Bootstrap-Request Trigger (`/1/x/9`): bootstrap again.
+    Bootstrap,
 }
 
 fn code_name(c: ResponseCode) -> &'static str {
@@ -721,4 +755,191 @@ fn object_links(store: &ObjectStore, list_security: bool) -> String {
         links.push(Link::path(ObjectPath::instance(o, i)));
     }
     link::format(&links)
+}
+
+// ---- Observe and Write-Attributes (see `observe.rs`) ----------------------
+
+impl Client {
+    /// The Server object's default pmin and pmax (`/1/0/2`, `/1/0/3`).
+    fn default_periods(&self) -> (Option<u32>, Option<u32>) {
+        let get = |r| {
+            self.store
+                .get_u64(&ObjectPath::resource(1, 0, r))
+                .and_then(|v| u32::try_from(v).ok())
+        };
+        (get(2), get(3))
+    }
+
+    /// The attribute machine's sample of `path`: a number for a numeric
+    /// resource, "changed" for anything else.
+    fn sample(&self, path: &ObjectPath) -> rig_proto::attributes::Sample {
+        use rig_proto::attributes::Sample;
+        use rig_proto::value::Value;
+        match self.store.get(path) {
+            Some(Value::Integer(v)) => Sample::Number(*v as f64),
+            Some(Value::UnsignedInteger(v)) => Sample::Number(*v as f64),
+            Some(Value::Float(v)) => Sample::Number(*v),
+            _ => Sample::Changed,
+        }
+    }
+
+    /// Write-Attributes (`PUT` with a query and no payload).
+    fn write_attributes(&mut self, req: &Packet, path: &ObjectPath) -> Packet {
+        let queries = message::uri_queries(req);
+        let attrs = match rig_proto::link::Attributes::from_query(&queries) {
+            Ok(a) => a,
+            Err((i, why)) => {
+                self.log(format!(
+                    "Write-Attributes on {path}: query {}: {why}",
+                    i + 1
+                ));
+                return message::response(ResponseCode::BadRequest);
+            }
+        };
+        if self.store.defs().resource_at(path).is_none() && path.resource_id().is_some()
+            || path.is_root()
+        {
+            return message::response(ResponseCode::NotFound);
+        }
+        let now = self.last_now;
+        let defaults = self.default_periods();
+        match self
+            .observations
+            .write_attributes(now, *path, &attrs, defaults)
+        {
+            Ok(()) => message::response(ResponseCode::Changed),
+            Err(why) => {
+                self.log(format!("Write-Attributes on {path}: {why}"));
+                message::response(ResponseCode::BadRequest)
+            }
+        }
+    }
+
+    /// Sends the answer to a server request: a 2.05 to a GET with Observe=0
+    /// registers the observation; a successful Write makes observations of
+    /// the written path re-evaluate.
+    fn answer(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        request: &Packet,
+        response: Packet,
+        line: &str,
+    ) {
+        let observe = matches!(
+            request.header.code,
+            coap::MessageClass::Request(Method::Get)
+        ) && matches!(
+            message::uint_option(request, CoapOption::Observe),
+            Some(Ok(0))
+        );
+        let success = message::response_code(&response)
+            .is_some_and(|c| matches!(c, ResponseCode::Content | ResponseCode::Changed));
+        let path = ObjectPath::parse(&format!("/{}", message::uri_path(request))).ok();
+        if observe
+            && success
+            && let Some(path) = path
+        {
+            let format = message::uint_option(&response, CoapOption::ContentFormat)
+                .and_then(Result::ok)
+                .and_then(|n| u16::try_from(n).ok())
+                .and_then(ContentFormat::from_u16)
+                .unwrap_or(ContentFormat::Text);
+            match self.coap.respond_observe(now, id, response) {
+                Ok(oid) => {
+                    let attrs = self.observations.effective(path, self.default_periods());
+                    let sample = self.sample(&path);
+                    self.observations
+                        .start(now, oid, path, format, attrs, sample);
+                    self.log(format!(
+                        "observation {} of {path} (pmin {:?}, pmax {:?})",
+                        oid.0, attrs.pmin, attrs.pmax
+                    ));
+                }
+                Err(e) => self.log(format!("cannot answer {line}: {e}")),
+            }
+            return;
+        }
+        let write = matches!(
+            request.header.code,
+            coap::MessageClass::Request(Method::Put | Method::Post)
+        ) && !request.payload.is_empty();
+        if let Err(e) = self.coap.respond(now, id, response) {
+            self.log(format!("cannot answer {line}: {e}"));
+        }
+        if write
+            && success
+            && let Some(path) = path
+        {
+            self.values_changed(now, &[path]);
+        }
+    }
+
+    /// Values changed at these paths (a server Write or a console `set`).
+    pub(crate) fn values_changed(&mut self, now: Instant, paths: &[ObjectPath]) {
+        let samples: Vec<(ObjectPath, rig_proto::attributes::Sample)> = self
+            .observations
+            .paths()
+            .into_iter()
+            .map(|p| (p, self.sample(&p)))
+            .collect();
+        self.observations.changed(now, paths, |p| {
+            samples
+                .iter()
+                .find(|(q, _)| q == p)
+                .map_or(rig_proto::attributes::Sample::Changed, |(_, s)| *s)
+        });
+        self.send_notifications(now);
+    }
+
+    /// Runs the observations' timers and sends what is due.
+    fn observe_timeout(&mut self, now: Instant) {
+        self.last_now = now;
+        let samples: Vec<(ObjectPath, rig_proto::attributes::Sample)> = self
+            .observations
+            .paths()
+            .into_iter()
+            .map(|p| (p, self.sample(&p)))
+            .collect();
+        self.observations.handle_timeout(now, |p| {
+            samples
+                .iter()
+                .find(|(q, _)| q == p)
+                .map_or(rig_proto::attributes::Sample::Changed, |(_, s)| *s)
+        });
+        self.send_notifications(now);
+    }
+
+    /// Encodes and sends every due notification (NON, as Anjay's default).
+    fn send_notifications(&mut self, now: Instant) {
+        for due in self.observations.take_due() {
+            let records = match self.store.read(&due.path) {
+                Ok(r) => r,
+                Err(r) => {
+                    self.log(format!("cannot read {} to notify: {}", due.path, r.reason));
+                    continue;
+                }
+            };
+            let payload = match content::encode(due.format, &due.path, &records, self.store.defs())
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    self.log(format!("cannot encode {} as {}: {e}", due.path, due.format));
+                    continue;
+                }
+            };
+            let mut n = message::response(ResponseCode::Content);
+            message::set_uint_option(
+                &mut n,
+                CoapOption::ContentFormat,
+                u32::from(due.format.as_u16()),
+            );
+            n.payload = payload;
+            let len = n.payload.len();
+            match self.coap.notify(now, due.id, n, false) {
+                Ok(()) => self.log(format!("-> notify {} ({len} bytes)", due.path)),
+                Err(e) => self.log(format!("cannot notify {}: {e}", due.path)),
+            }
+        }
+    }
 }

@@ -14,7 +14,13 @@ use clap::Parser;
 pub struct AgentConfig {
     /// The LwM2M server URI, `coap://host:port` (NoSec over UDP) or
     /// `coaps://host:port` (DTLS 1.2; needs `--security psk|rpk|x509`).
-    #[arg(long, value_name = "URI")]
+    /// Not needed (and not used) with `--mqtt`.
+    #[arg(
+        long,
+        value_name = "URI",
+        required_unless_present = "mqtt",
+        default_value = ""
+    )]
     pub server: String,
     /// Security mode (`/0/0/2`): nosec, psk, rpk or x509.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = SecurityMode::Nosec)]
@@ -37,6 +43,10 @@ pub struct AgentConfig {
     /// x509: the name the server certificate must carry (default: the URI host).
     #[arg(long, value_name = "NAME")]
     pub server_name: Option<String>,
+    /// The DTLS implementation: openssl (rig-dtls; PSK, RPK, X.509) or webrtc
+    /// (webrtc-dtls, pure Rust; PSK and X.509 only).
+    #[arg(long, value_name = "BACKEND", value_enum, default_value_t = DtlsBackend::Openssl)]
+    pub dtls_backend: DtlsBackend,
     /// The endpoint client name sent as `ep=`.
     #[arg(long, value_name = "EP")]
     pub endpoint: String,
@@ -62,10 +72,57 @@ pub struct AgentConfig {
     /// Disable timeout `/1/0/5`, in seconds.
     #[arg(long, value_name = "S", default_value_t = 86_400)]
     pub disable_timeout: u32,
+    /// The bootstrap server URI (`coap://` or `coaps://`; with `coaps://` the
+    /// `--security` credentials are the bootstrap account's): adds a
+    /// bootstrap account `/0/1` to the factory configuration. The agent
+    /// bootstraps when it has no usable server account, when registration
+    /// fails, and on Execute `/1/x/9`.
+    #[arg(long, value_name = "URI")]
+    pub bootstrap_uri: Option<String>,
+    /// The factory configuration holds only the bootstrap account (ETS
+    /// configuration C.13): `--server` is ignored and the agent bootstraps
+    /// first. Needs `--bootstrap-uri`.
+    #[arg(long, requires = "bootstrap_uri")]
+    pub bootstrap_only: bool,
     /// TEST ONLY: plant one specific protocol deviation, to prove the rig
     /// catches it (repeatable). See firmware/agent/README.md.
     #[arg(long = "deviate", value_name = "DEVIATION", value_enum, hide = true)]
     pub deviate: Vec<Deviation>,
+    /// MQTT mode: speak MQTT 3.1.1 over TLS 1.2 to this broker
+    /// (`mqtts://ip:port`) instead of LwM2M; needs `--cert`, `--key`, `--ca`.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// MQTT mode: `aws` (AWS-IoT-like shadow, SDK 1.4.7 behaviour) or `plain`.
+    #[arg(long, value_name = "VARIANT", value_enum, default_value_t = crate::mqtt::MqttVariant::Aws)]
+    pub mqtt_variant: crate::mqtt::MqttVariant,
+    /// MQTT mode: first level of the AWS topics (`$aws`; `aws` on rumqttd).
+    #[arg(long, value_name = "ROOT", default_value = "$aws")]
+    pub mqtt_topic_root: String,
+    /// MQTT mode: report the test object every S seconds (scaled by --time-scale).
+    #[arg(long, value_name = "S")]
+    pub report_every: Option<f64>,
+    /// Test object `/33333/0/0` (string) at start.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub test_string: String,
+    /// Test object `/33333/0/1` (integer) at start.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub test_int: i64,
+    /// Test object `/33333/0/2` (float) at start.
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub test_float: f64,
+    /// Test object `/33333/0/3` (boolean) at start: true when given.
+    #[arg(long)]
+    pub test_bool: bool,
 }
 
 /// The LwM2M security modes the agent speaks.
@@ -79,6 +136,15 @@ pub enum SecurityMode {
     Rpk,
     /// DTLS with X.509 certificates.
     X509,
+}
+
+/// The DTLS implementation the agent uses for `coaps://`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DtlsBackend {
+    /// rig-dtls on OpenSSL (every mode).
+    Openssl,
+    /// webrtc-dtls 0.12, pure Rust (PSK and X.509; needs the `webrtc-dtls` feature).
+    Webrtc,
 }
 
 /// A deviation the agent can plant on purpose (test only): each one breaks

@@ -89,6 +89,9 @@ impl ObjectStore {
 
         s.executables.insert(r(1, 0, 4)); // Disable
         s.executables.insert(r(1, 0, 8)); // Registration Update Trigger
+        if cfg.bootstrap_uri.is_some() {
+            s.executables.insert(r(1, 0, 9)); // Bootstrap-Request Trigger
+        }
 
         s.instances.insert((DEVICE, 0));
         s.executables.insert(r(3, 0, 4)); // Reboot
@@ -104,10 +107,10 @@ impl ObjectStore {
         s.set(r(3, 0, 16), Value::String("U".into()));
 
         s.instances.insert((TEST_OBJECT, 0));
-        s.set(r(TEST_OBJECT, 0, 0), Value::String(String::new()));
-        s.set(r(TEST_OBJECT, 0, 1), Value::Integer(0));
-        s.set(r(TEST_OBJECT, 0, 2), Value::Float(0.0));
-        s.set(r(TEST_OBJECT, 0, 3), Value::Boolean(false));
+        s.set(r(TEST_OBJECT, 0, 0), Value::String(cfg.test_string.clone()));
+        s.set(r(TEST_OBJECT, 0, 1), Value::Integer(cfg.test_int));
+        s.set(r(TEST_OBJECT, 0, 2), Value::Float(cfg.test_float));
+        s.set(r(TEST_OBJECT, 0, 3), Value::Boolean(cfg.test_bool));
         s
     }
 

@@ -195,6 +195,7 @@ async fn context(time_scale: f64, silent: bool, ep: &str) -> CaseContext {
         time_scale,
         measurements: Vec::new(),
         progress,
+        security: Default::default(),
     }
 }
 

@@ -144,19 +144,25 @@ pub fn check(bench: &Bench) -> Vec<Check> {
                 },
             );
         }
-        TargetKind::Ssh { key, .. } => {
-            if let Some(k) = key {
-                out.push(file_check("SSH key", k, "fix target.key in the bench file"));
+        TargetKind::Ssh(ssh) => {
+            if let Some(k) = &ssh.identity {
+                out.push(file_check(
+                    "SSH key",
+                    k,
+                    "fix target.identity in the bench file",
+                ));
+            }
+            if let Some(k) = &ssh.known_hosts {
+                out.push(file_check(
+                    "SSH known hosts",
+                    k,
+                    "record the board's key with ssh-keyscan (hardware/README.md)",
+                ));
             }
             out.push(program_check(
                 "ssh",
                 "ssh",
                 "apt-get install openssh-client",
-            ));
-            out.push(Check::fail(
-                "ssh target",
-                "target kind \"ssh\" is not supported yet on this build",
-                "use a sim or process bench for now",
             ));
         }
     }

@@ -46,6 +46,9 @@ pub struct Bench {
     pub features: BTreeSet<String>,
     /// Time limits of the bench.
     pub timeouts: Timeouts,
+    /// The device's and the server's credentials for the secure modes
+    /// (`[security]`; defaults to the test PKI in `fixtures/pki/`).
+    pub security: SecuritySpec,
 }
 
 /// The target: what kind of DUT, its console and its device profile.
@@ -115,18 +118,79 @@ pub enum TargetKind {
         /// Where a raw BIN image goes in flash (`target.base_address`).
         base_address: Option<u64>,
     },
-    /// A Linux board reached over SSH.
-    Ssh {
-        /// Host name or address.
-        host: String,
-        /// User name.
-        user: Option<String>,
-        /// Private key file.
-        key: Option<PathBuf>,
-        /// The command to run there, with placeholders.
-        command: Vec<Template>,
-    },
+    /// A Linux board (a Raspberry Pi) reached over SSH: the agent is copied
+    /// there and started as a process or a transient systemd service.
+    Ssh(SshSpec),
 }
+
+/// A Linux board reached over SSH (`kind = "ssh"`); driven by [`crate::ssh`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SshSpec {
+    /// Host name or address (`target.host`).
+    pub host: String,
+    /// TCP port of its sshd (`target.port`, default 22).
+    pub port: u16,
+    /// User name (`target.user`; default: ssh's, i.e. the local user).
+    pub user: Option<String>,
+    /// Private key file (`target.identity`); without it, ssh's defaults.
+    pub identity: Option<PathBuf>,
+    /// Known-hosts file (`target.known_hosts`); without it, ssh's defaults
+    /// (`~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    /// Refuse host keys that are not in the known-hosts file
+    /// (`target.strict_host_key`, default true). `false` trusts a new host on
+    /// first use and records its key (`StrictHostKeyChecking=accept-new`); a
+    /// changed key is refused either way.
+    pub strict_host_key: bool,
+    /// What runs there: the deployed agent or a command already installed.
+    pub program: SshProgram,
+    /// Where the agent is installed on the board (`target.remote_dir`,
+    /// default `/opt/rig`).
+    pub remote_dir: String,
+    /// How the program is started there (`target.run_as`, default `process`).
+    pub run_as: RunAs,
+    /// Bound on connecting and authenticating (`target.connect_timeout_s`,
+    /// default 10 s).
+    pub connect_timeout: Duration,
+}
+
+/// What an SSH target runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SshProgram {
+    /// The reference agent, copied to `remote_dir` and started with the
+    /// rig's agent arguments, then `args`.
+    Agent {
+        /// Where the binary comes from.
+        source: AgentSource,
+        /// Extra arguments (`target.args`), with placeholders.
+        args: Vec<Template>,
+    },
+    /// A program already on the board (`target.command`), nothing copied.
+    Command(Vec<Template>),
+}
+
+/// Where an SSH target's agent binary comes from (`target.agent`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentSource {
+    /// A file on this host (`agent = "path"`, or found as for `sim` when
+    /// absent), whose architecture must match the board's.
+    Local(AgentLocation),
+    /// Cross-built with cargo for this Rust target triple when the DUT starts
+    /// (`agent = { cross = "aarch64-unknown-linux-gnu" }`).
+    Cross(String),
+}
+
+/// How an SSH target's program is started (`target.run_as`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunAs {
+    /// Under the ssh session, its stdio piped back to the rig.
+    Process,
+    /// As a transient systemd unit (`systemd-run --pipe`), stdio piped back.
+    Service,
+}
+
+/// Values of `target.run_as`.
+pub const RUN_AS: &[&str] = &["process", "service"];
 
 impl TargetKind {
     /// The kind as written in the file.
@@ -319,12 +383,17 @@ impl Bench {
             }
             t.finish(&mut cx);
         }
+        let security = match root.get("security") {
+            Some(i) => i.table(&mut cx).and_then(|t| security(&mut cx, t, &dir)),
+            None => Some(SecuritySpec::defaults(&dir)),
+        };
         root.finish(&mut cx);
 
         let bench = (|| {
             let target = target?;
             let network = network?;
             let power = power?;
+            let security = security?;
             let mut features = declared;
             features.insert("lwm2m".into());
             features.insert("udp".into());
@@ -354,6 +423,7 @@ impl Bench {
                 power,
                 features,
                 timeouts,
+                security,
             })
         })();
         let mut result = cx.into_result(bench);
@@ -372,8 +442,8 @@ fn valid_feature(f: &str) -> bool {
 
 /// Keys of `[target]` and the kinds they belong to.
 const TARGET_KEYS: &[(&str, &[&str])] = &[
-    ("agent", &["sim"]),
-    ("args", &["sim"]),
+    ("agent", &["sim", "ssh"]),
+    ("args", &["sim", "ssh"]),
     ("command", &["process", "ssh"]),
     ("cwd", &["process"]),
     ("env", &["process"]),
@@ -386,7 +456,13 @@ const TARGET_KEYS: &[(&str, &[&str])] = &[
     ("host", &["ssh"]),
     ("power_switch", &["sim", "process", "probe-rs", "ssh"]),
     ("user", &["ssh"]),
-    ("key", &["ssh"]),
+    ("port", &["ssh"]),
+    ("identity", &["ssh"]),
+    ("known_hosts", &["ssh"]),
+    ("strict_host_key", &["ssh"]),
+    ("remote_dir", &["ssh"]),
+    ("run_as", &["ssh"]),
+    ("connect_timeout_s", &["ssh"]),
 ];
 
 fn target(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>, dir: &Path) -> Option<TargetSpec> {
@@ -508,39 +584,243 @@ fn target(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>, dir: &Path) -> Optio
                 base_address: base_address?,
             })
         }
-        _ => {
-            let host = t
-                .required(cx, "host", "the host name or address")
-                .and_then(|i| i.non_empty_str(cx));
-            let user = match t.get("user") {
-                Some(i) => i.non_empty_str(cx).map(|s| Some(s.to_string())),
-                None => Some(None),
-            };
-            let key = match t.get("key") {
-                Some(i) => i.non_empty_str(cx).map(|s| Some(dir.join(s))),
-                None => Some(None),
-            };
-            let command = t
-                .required(
-                    cx,
-                    "command",
-                    "the program to run on the host, with its arguments",
-                )
-                .and_then(|i| non_empty_templates(cx, &i));
-            Some(TargetKind::Ssh {
-                host: host?.to_string(),
-                user: user?,
-                key: key?,
-                command: command?,
-            })
-        }
+        _ => ssh_target(cx, &mut t, dir).map(TargetKind::Ssh),
     };
     t.finish(cx);
+    let kind = spec?;
+    let mut profile = profile?;
+    if profile.is_none()
+        && let TargetKind::Ssh(SshSpec {
+            program: SshProgram::Agent { .. },
+            ..
+        }) = &kind
+    {
+        // The deployed agent is the reference agent: its profile by default.
+        profile = Some(Profile::rig_agent());
+    }
     Some(TargetSpec {
-        kind: spec?,
+        kind,
         console: console?,
-        profile: profile?,
+        profile,
         power_switch: power_switch?,
+    })
+}
+
+/// Characters allowed in `target.remote_dir` (it is used in remote shell
+/// commands and unit names, so nothing that needs quoting).
+fn plain_remote_path(s: &str) -> bool {
+    s.starts_with('/')
+        && s.len() > 1
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+}
+
+/// A host or user name that ssh cannot mistake for an option or a
+/// `user@host` pair.
+fn plain_ssh_word(s: &str, at_allowed: bool) -> bool {
+    !s.starts_with('-')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && (at_allowed || !s.contains('@'))
+}
+
+fn ssh_target(cx: &mut Checker<'_>, t: &mut TableReader<'_, '_>, dir: &Path) -> Option<SshSpec> {
+    let host = t
+        .required(cx, "host", "the board's host name or address")
+        .and_then(|i| {
+            let s = i.non_empty_str(cx)?;
+            if plain_ssh_word(s, false) {
+                Some(s.to_string())
+            } else {
+                cx.error(
+                    i.span(),
+                    &i.field,
+                    format!("\"{s}\" is not a host name or address (no spaces, `@` or leading `-`); put the user in `target.user`"),
+                );
+                None
+            }
+        });
+    let port = match t.get("port") {
+        Some(i) => i.int(cx, 1..=65535).and_then(|p| u16::try_from(p).ok()),
+        None => Some(22),
+    };
+    let user = match t.get("user") {
+        Some(i) => i.non_empty_str(cx).and_then(|s| {
+            if plain_ssh_word(s, false) {
+                Some(Some(s.to_string()))
+            } else {
+                cx.error(
+                    i.span(),
+                    &i.field,
+                    format!("\"{s}\" is not a user name (no spaces, `@` or leading `-`)"),
+                );
+                None
+            }
+        }),
+        None => Some(None),
+    };
+    let identity = match t.get("identity") {
+        Some(i) => i.non_empty_str(cx).and_then(|s| {
+            let path = dir.join(s);
+            if path.is_file() {
+                Some(Some(path))
+            } else {
+                cx.error_help(
+                    i.span(),
+                    &i.field,
+                    format!("key file `{s}` not found (looked at {})", path.display()),
+                    format!(
+                        "make one with `ssh-keygen -t ed25519 -N '' -f {}` and install it on the board with `ssh-copy-id -i {}.pub <user>@<host>`",
+                        path.display(),
+                        path.display()
+                    ),
+                );
+                None
+            }
+        }),
+        None => Some(None),
+    };
+    let strict_host_key = match t.get("strict_host_key") {
+        Some(i) => i.bool(cx),
+        None => Some(true),
+    };
+    let known_hosts = match t.get("known_hosts") {
+        Some(i) => i.non_empty_str(cx).and_then(|s| {
+            let path = dir.join(s);
+            if path.is_file() || strict_host_key == Some(false) {
+                Some(Some(path))
+            } else {
+                cx.error_help(
+                    i.span(),
+                    &i.field,
+                    format!(
+                        "known-hosts file `{s}` not found (looked at {}), and unknown host keys are refused (strict_host_key = true)",
+                        path.display()
+                    ),
+                    format!(
+                        "record the board's key with `ssh-keyscan -p {} {} >> {}` and compare its fingerprint (`ssh-keygen -lf`) with the board's own (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the board)",
+                        port.unwrap_or(22),
+                        host.as_deref().unwrap_or("<host>"),
+                        path.display()
+                    ),
+                );
+                None
+            }
+        }),
+        None => Some(None),
+    };
+    let agent_item = t.get("agent");
+    let args_item = t.get("args");
+    let command_item = t.get("command");
+    let program = if let Some(c) = command_item {
+        let mut clash = false;
+        for other in [&agent_item, &args_item].into_iter().flatten() {
+            clash = true;
+            cx.error_help(
+                other.span(),
+                &other.field,
+                "cannot be combined with `target.command`",
+                "use `agent` (the rig copies the reference agent to the board and starts it) or `command` (a program already installed there), not both",
+            );
+        }
+        let command = non_empty_templates(cx, &c);
+        if clash {
+            None
+        } else {
+            command.map(SshProgram::Command)
+        }
+    } else {
+        let source = match &agent_item {
+            None => Some(AgentSource::Local(AgentLocation::Auto)),
+            Some(i) => match i.value.get_ref() {
+                toml::de::DeValue::Table(_) => i.table(cx).and_then(|mut a| {
+                    let cross = a
+                        .required(
+                            cx,
+                            "cross",
+                            "the Rust target to cross-build for, e.g. \"aarch64-unknown-linux-gnu\"",
+                        )
+                        .and_then(|c| {
+                            let s = c.non_empty_str(cx)?;
+                            if s.split('-').count() >= 3
+                                && s.chars().all(|ch| {
+                                    ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')
+                                })
+                            {
+                                Some(s.to_string())
+                            } else {
+                                cx.error_help(
+                                    c.span(),
+                                    &c.field,
+                                    format!("\"{s}\" is not a Rust target triple"),
+                                    "a Raspberry Pi 3/4/5 on 64-bit Raspberry Pi OS is \"aarch64-unknown-linux-gnu\"; `rustc --print target-list` lists them",
+                                );
+                                None
+                            }
+                        });
+                    a.finish(cx);
+                    cross.map(AgentSource::Cross)
+                }),
+                _ => i.non_empty_str(cx).map(|s| {
+                    if s == "auto" {
+                        AgentSource::Local(AgentLocation::Auto)
+                    } else {
+                        AgentSource::Local(AgentLocation::Path(dir.join(s)))
+                    }
+                }),
+            },
+        };
+        let args = match &args_item {
+            Some(i) => templates(cx, i),
+            None => Some(Vec::new()),
+        };
+        match (source, args) {
+            (Some(source), Some(args)) => Some(SshProgram::Agent { source, args }),
+            _ => None,
+        }
+    };
+    let remote_dir = match t.get("remote_dir") {
+        Some(i) => i.non_empty_str(cx).and_then(|s| {
+            let s = s.trim_end_matches('/');
+            if plain_remote_path(s) {
+                Some(s.to_string())
+            } else {
+                cx.error(
+                    i.span(),
+                    &i.field,
+                    format!(
+                        "expected an absolute path of letters, digits and `/._-` (not `/` itself), found \"{s}\""
+                    ),
+                );
+                None
+            }
+        }),
+        None => Some("/opt/rig".to_string()),
+    };
+    let run_as = match t.get("run_as") {
+        Some(i) => i.one_of(cx, RUN_AS).map(|r| {
+            if r == "service" {
+                RunAs::Service
+            } else {
+                RunAs::Process
+            }
+        }),
+        None => Some(RunAs::Process),
+    };
+    let connect_timeout = match t.get("connect_timeout_s") {
+        Some(i) => i.number(cx, 0.0, 300.0).map(Duration::from_secs_f64),
+        None => Some(Duration::from_secs(10)),
+    };
+    Some(SshSpec {
+        host: host?,
+        port: port?,
+        user: user?,
+        identity: identity?,
+        known_hosts: known_hosts?,
+        strict_host_key: strict_host_key?,
+        program: program?,
+        remote_dir: remote_dir?,
+        run_as: run_as?,
+        connect_timeout: connect_timeout?,
     })
 }
 
@@ -894,6 +1174,297 @@ fn power(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>) -> Option<PowerSpec> 
     out
 }
 
+/// The folder of the test PKI, relative to the repository root.
+pub const PKI_DIR: &str = "fixtures/pki";
+
+/// The credentials of the secure modes (`[security]`): what the device holds
+/// (the rig provisions the reference agent with it) and what the rig's server
+/// uses. Every path is absolute after loading: relative paths in the file are
+/// relative to the bench file's directory; a key left out defaults to its file
+/// in the test PKI (`fixtures/pki/`, found from the bench file's directory
+/// upwards, else from the current directory upwards; see [`find_pki`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecuritySpec {
+    /// The server's credential store (`rig_dtls::CredentialStore` TOML): which
+    /// PSK identity, certificate CN or public key belongs to which endpoint.
+    pub store: PathBuf,
+    /// The device's PSK identity; `None` = the store's first `[[psk]]` entry.
+    pub psk_identity: Option<String>,
+    /// The device's PSK key in hex (`psk_key_hex`, or read from `psk_key_file`);
+    /// `None` = the store's key for the identity.
+    pub psk_key_hex: Option<String>,
+    /// The file the key came from, if `psk_key_file` gave it.
+    pub psk_key_file: Option<PathBuf>,
+    /// The device's certificate (PEM); its CN is the endpoint in X.509 mode.
+    pub client_cert: PathBuf,
+    /// The device's private key for `client_cert` (PEM).
+    pub client_key: PathBuf,
+    /// The CA both sides trust: the device checks the server's certificate
+    /// against it, the server the device's.
+    pub ca: PathBuf,
+    /// The server's certificate chain (PEM, leaf first).
+    pub server_cert: PathBuf,
+    /// The server's private key (PEM).
+    pub server_key: PathBuf,
+    /// The name the device checks the server's certificate against (and sends
+    /// as SNI), e.g. `server.example.com`.
+    pub server_name: String,
+    /// A server certificate for another host (ETS int-403).
+    pub wrong_host_cert: PathBuf,
+    /// The key of `wrong_host_cert`.
+    pub wrong_host_key: PathBuf,
+    /// The device's raw public key pair (private key PEM), RPK mode.
+    pub rpk_client_key: PathBuf,
+    /// The server's raw public key pair (private key PEM), RPK mode.
+    pub rpk_server_key: PathBuf,
+    /// The server's public key (PEM) that the device pins, RPK mode.
+    pub rpk_server_public: PathBuf,
+}
+
+/// The path keys of `[security]` and their default files in the test PKI.
+const SECURITY_FILES: &[(&str, &str)] = &[
+    ("store", "store.toml"),
+    ("client_cert", "client-dev-1.pem"),
+    ("client_key", "client-dev-1.key"),
+    ("ca", "ca.pem"),
+    ("server_cert", "server-chain.pem"),
+    ("server_key", "server.key"),
+    ("wrong_host_cert", "server-wrong-host.pem"),
+    ("wrong_host_key", "server-wrong-host.key"),
+    ("rpk_client_key", "rpk-dev-3.key"),
+    ("rpk_server_key", "rpk-server.key"),
+    ("rpk_server_public", "rpk-server.pub.pem"),
+];
+
+/// The default `server_name`: a DNS name in the test server certificate.
+pub const DEFAULT_SERVER_NAME: &str = "server.example.com";
+
+/// Finds the test PKI: `fixtures/pki` in `dir` or one of its parents, else
+/// in the current directory or one of its parents, else `fixtures/pki` under
+/// the current directory (which may not exist: using it then fails naming
+/// the file).
+pub fn find_pki(dir: &Path) -> PathBuf {
+    let start = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|c| c.join(dir))
+            .unwrap_or_else(|_| dir.to_path_buf())
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    for from in [start.as_path(), cwd.as_path()] {
+        let mut at = Some(from);
+        while let Some(d) = at {
+            let candidate = d.join(PKI_DIR);
+            if candidate.join("store.toml").is_file() {
+                return candidate;
+            }
+            at = d.parent();
+        }
+    }
+    cwd.join(PKI_DIR)
+}
+
+impl SecuritySpec {
+    /// The defaults: every file from the test PKI found from `dir`.
+    pub fn defaults(dir: &Path) -> Self {
+        let pki = find_pki(dir);
+        let file = |key: &str| {
+            let name = SECURITY_FILES
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(key, |(_, f)| *f);
+            pki.join(name)
+        };
+        Self {
+            store: file("store"),
+            psk_identity: None,
+            psk_key_hex: None,
+            psk_key_file: None,
+            client_cert: file("client_cert"),
+            client_key: file("client_key"),
+            ca: file("ca"),
+            server_cert: file("server_cert"),
+            server_key: file("server_key"),
+            server_name: DEFAULT_SERVER_NAME.to_string(),
+            wrong_host_cert: file("wrong_host_cert"),
+            wrong_host_key: file("wrong_host_key"),
+            rpk_client_key: file("rpk_client_key"),
+            rpk_server_key: file("rpk_server_key"),
+            rpk_server_public: file("rpk_server_public"),
+        }
+    }
+
+    fn set_path(&mut self, key: &str, path: PathBuf) {
+        let slot = match key {
+            "store" => &mut self.store,
+            "client_cert" => &mut self.client_cert,
+            "client_key" => &mut self.client_key,
+            "ca" => &mut self.ca,
+            "server_cert" => &mut self.server_cert,
+            "server_key" => &mut self.server_key,
+            "wrong_host_cert" => &mut self.wrong_host_cert,
+            "wrong_host_key" => &mut self.wrong_host_key,
+            "rpk_client_key" => &mut self.rpk_client_key,
+            "rpk_server_key" => &mut self.rpk_server_key,
+            _ => &mut self.rpk_server_public,
+        };
+        *slot = path;
+    }
+}
+
+/// Longest PSK identity (bytes) LwM2M allows.
+const MAX_PSK_IDENTITY: usize = 128;
+/// Longest PSK key (bytes) the rig accepts.
+const MAX_PSK_KEY: usize = 64;
+
+/// Checks hex key text: even length, hex digits only, 1 to 64 bytes. On error:
+/// the byte offset of the problem in the text and the message.
+fn check_key_hex(text: &str) -> Result<(), (usize, String)> {
+    if let Some((at, c)) = text.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        return Err((at, format!("`{c}` is not a hex digit")));
+    }
+    if text.is_empty() {
+        return Err((0, "the key is empty".into()));
+    }
+    if !text.len().is_multiple_of(2) {
+        return Err((
+            0,
+            format!("odd number of hex digits ({}): two per byte", text.len()),
+        ));
+    }
+    if text.len() / 2 > MAX_PSK_KEY {
+        return Err((
+            0,
+            format!(
+                "the key has {} bytes; at most {MAX_PSK_KEY} are allowed",
+                text.len() / 2
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn security(cx: &mut Checker<'_>, mut t: TableReader<'_, '_>, dir: &Path) -> Option<SecuritySpec> {
+    let mut spec = SecuritySpec::defaults(dir);
+    let mut ok = true;
+    for (key, _) in SECURITY_FILES {
+        let Some(i) = t.get(key) else { continue };
+        let Some(rel) = i.non_empty_str(cx) else {
+            ok = false;
+            continue;
+        };
+        let shown = dir.join(rel);
+        let path = if shown.is_absolute() {
+            shown.clone()
+        } else {
+            std::env::current_dir()
+                .map(|c| c.join(&shown))
+                .unwrap_or_else(|_| shown.clone())
+        };
+        if !path.is_file() {
+            cx.error_help(
+                i.span(),
+                &i.field,
+                format!("file `{rel}` not found (looked at {})", shown.display()),
+                "paths in [security] are relative to the bench file's directory",
+            );
+            ok = false;
+            continue;
+        }
+        spec.set_path(key, path);
+    }
+    if let Some(i) = t.get("psk_identity") {
+        match i.non_empty_str(cx) {
+            Some(id) if id.len() > MAX_PSK_IDENTITY => {
+                cx.error(
+                    i.span(),
+                    &i.field,
+                    format!(
+                        "the identity has {} bytes; LwM2M allows at most {MAX_PSK_IDENTITY}",
+                        id.len()
+                    ),
+                );
+                ok = false;
+            }
+            Some(id) => spec.psk_identity = Some(id.to_string()),
+            None => ok = false,
+        }
+    }
+    let hex = t.get("psk_key_hex");
+    let file = t.get("psk_key_file");
+    match (hex, file) {
+        (Some(h), Some(f)) => {
+            cx.error_help(
+                f.key_span.clone(),
+                &f.field,
+                "`psk_key_file` and `psk_key_hex` are both given",
+                "give the key once: inline as hex, or in a file",
+            );
+            let _ = h;
+            ok = false;
+        }
+        (Some(i), None) => match i.str(cx) {
+            Some(text) => match check_key_hex(text) {
+                Ok(()) => spec.psk_key_hex = Some(text.to_ascii_lowercase()),
+                Err((at, message)) => {
+                    // Point at the offending digit: the value starts with its quote.
+                    let start = i.span().start + 1 + at;
+                    let span = if at == 0 { i.span() } else { start..start + 1 };
+                    cx.error_help(
+                        span,
+                        &i.field,
+                        format!("bad PSK key: {message}"),
+                        "e.g. psk_key_hex = \"000102030405060708090a0b0c0d0e0f\" (16 bytes)",
+                    );
+                    ok = false;
+                }
+            },
+            None => ok = false,
+        },
+        (None, Some(i)) => match i.non_empty_str(cx) {
+            Some(rel) => {
+                let path = dir.join(rel);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => match check_key_hex(text.trim()) {
+                        Ok(()) => {
+                            spec.psk_key_hex = Some(text.trim().to_ascii_lowercase());
+                            spec.psk_key_file = Some(path);
+                        }
+                        Err((_, message)) => {
+                            cx.error_help(
+                                i.span(),
+                                &i.field,
+                                format!("bad PSK key in {}: {message}", path.display()),
+                                "the file holds the key as hex digits on one line",
+                            );
+                            ok = false;
+                        }
+                    },
+                    Err(e) => {
+                        cx.error(
+                            i.span(),
+                            &i.field,
+                            format!("cannot read `{rel}` ({}): {e}", path.display()),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            None => ok = false,
+        },
+        (None, None) => {}
+    }
+    if let Some(i) = t.get("server_name") {
+        match i.non_empty_str(cx) {
+            Some(n) => spec.server_name = n.to_string(),
+            None => ok = false,
+        }
+    }
+    t.finish(cx);
+    ok.then_some(spec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -972,5 +1543,55 @@ mod tests {
         assert_eq!(env["EP"].as_str(), "{endpoint}");
         assert!(b.target.profile.is_none());
         assert!(!b.features.contains("console"));
+    }
+
+    #[test]
+    fn security_defaults_to_the_test_pki_and_resolves_paths_from_the_bench_folder() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let b = Bench::load(&root.join("hardware/sim.toml")).unwrap();
+        let s = &b.security;
+        assert!(s.store.ends_with("fixtures/pki/store.toml"), "{s:?}");
+        assert!(s.store.is_file() && s.ca.is_file() && s.rpk_server_public.is_file());
+        assert_eq!(s.server_name, DEFAULT_SERVER_NAME);
+        assert_eq!((&s.psk_identity, &s.psk_key_hex), (&None, &None));
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dev.psk"), "C7FFBEDD\n").unwrap();
+        std::fs::write(dir.path().join("dev.pem"), "x").unwrap();
+        let path = dir.path().join("b.toml");
+        std::fs::write(
+            &path,
+            "[bench]\nname = \"b\"\n[target]\nkind = \"sim\"\n[security]\n\
+             psk_identity = \"dev\"\npsk_key_file = \"dev.psk\"\nclient_cert = \"dev.pem\"\n\
+             server_name = \"lwm2m.example.net\"\n",
+        )
+        .unwrap();
+        let b = Bench::load(&path).unwrap();
+        assert_eq!(b.security.psk_identity.as_deref(), Some("dev"));
+        assert_eq!(b.security.psk_key_hex.as_deref(), Some("c7ffbedd"));
+        assert_eq!(b.security.client_cert, dir.path().join("dev.pem"));
+        assert_eq!(b.security.server_name, "lwm2m.example.net");
+        // Keys left out still come from the test PKI (found from the cwd).
+        assert!(b.security.server_key.ends_with("fixtures/pki/server.key"));
+    }
+
+    #[test]
+    fn a_bad_psk_key_is_reported_at_its_digit() {
+        let e = parse(
+            "[bench]\nname = \"b\"\n[target]\nkind = \"sim\"\n[security]\npsk_key_hex = \"00g1\"\n",
+        )
+        .unwrap_err();
+        let d = &e.0[0];
+        assert_eq!(
+            (d.line, d.column, d.field.as_str()),
+            (6, 18, "security.psk_key_hex")
+        );
+        assert!(d.message.contains("`g` is not a hex digit"), "{d}");
+        for bad in ["\"0\"", "\"\"", &format!("\"{}\"", "00".repeat(65))] {
+            let text = format!(
+                "[bench]\nname = \"b\"\n[target]\nkind = \"sim\"\n[security]\npsk_key_hex = {bad}\n"
+            );
+            assert!(parse(&text).is_err(), "{bad}");
+        }
     }
 }

@@ -18,6 +18,8 @@
 //! - [`lock`]: bench leases (lock file with heartbeat and maximum hold time).
 //! - [`scan`]: what is attached (probes, serial ports by id, I2C buses) and a
 //!   bench-file skeleton for it (`rig bench scan`).
+//! - [`ssh`]: the SSH target (a Linux board such as a Raspberry Pi): deploy
+//!   the agent, start it as a process or a systemd service, stream its console.
 //! - [`switch`]: power switches (a command or a uhubctl hub port) behind
 //!   [`dut::Dut::power_cycle`].
 //! - [`limits`]: limits with a marginal band for measurements.
@@ -48,6 +50,7 @@ pub mod probe;
 pub mod profile;
 pub mod scan;
 pub mod serial;
+pub mod ssh;
 pub mod switch;
 pub mod target;
 pub mod template;

@@ -88,6 +88,29 @@ fn now_s() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Seconds since the Unix epoch as a UTC time, e.g. `2026-11-27 23:56:18 UTC`
+/// (the proleptic Gregorian calendar; no leap seconds, as Unix time has none).
+pub fn utc(epoch_s: f64) -> String {
+    let secs = epoch_s.max(0.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// This host's name.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -123,13 +146,20 @@ impl LeaseRecord {
         None
     }
 
-    /// Who holds it, for messages.
+    /// Reads a lease file: `None` when there is none (or it is unreadable
+    /// as a lease, which [`Lease::acquire`] would overwrite).
+    pub fn read(path: &Path) -> Result<Option<Self>, BenchError> {
+        read_record(path)
+    }
+
+    /// Who holds it, for messages: pid, host, command, since when.
     pub fn describe(&self, now: f64) -> String {
         format!(
-            "pid {} on {} (`{}`), held for {:.0} s, last heartbeat {:.0} s ago, maximum hold {:.0} s",
+            "pid {} on {} (`{}`), since {} (held for {:.0} s), last heartbeat {:.0} s ago, maximum hold {:.0} s",
             self.pid,
             self.host,
             self.purpose,
+            utc(self.started),
             now - self.started,
             now - self.heartbeat,
             self.max_hold_s
@@ -290,7 +320,7 @@ impl Lease {
                     _ => {
                         let how = match options.wait {
                             Some(w) => format!("after waiting {:.1} s", w.as_secs_f64()),
-                            None => "(pass --wait to wait for it)".to_string(),
+                            None => "(pass --wait-for-bench to wait for it)".to_string(),
                         };
                         return Err(BenchError::Lease(format!(
                             "the bench {bench} is in use by {} {how}; lease file {}",
@@ -427,4 +457,18 @@ fn spawn_heartbeat(
             }
         })
         .map_err(|e| BenchError::Lease(format!("cannot start the lease heartbeat: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
+        // `date -u -d @1795816578`: Fri Nov 27 21:56:18 UTC 2026.
+        assert_eq!(utc(1_795_816_578.9), "2026-11-27 21:56:18 UTC");
+        // A leap day.
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
+    }
 }

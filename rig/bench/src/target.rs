@@ -4,8 +4,9 @@
 //! [`ProcessDut`]: `process` spawns the bench's command, `sim` spawns the
 //! reference agent `rig-agent` (found by [`find_agent`]) with the rig-agent
 //! device profile. `probe-rs` opens a [`crate::probe::ProbeDut`] (flash,
-//! reset, serial or RTT console). `ssh` benches are validated when loaded but
-//! [`open`] says they are not supported yet on this build.
+//! reset, serial or RTT console). `ssh` opens a [`crate::ssh::SshDut`]
+//! (deploy the agent to a Linux board, run it there under a local `ssh`
+//! process that is itself driven as a `ProcessDut`).
 //!
 //! A `ProcessDut` runs its program in its own process group, so stopping it
 //! reaches every process the program started: the profile's `stop` line first
@@ -152,10 +153,79 @@ pub fn open_with(
             dut.set_netns(options.netns.clone());
             Ok(Box::new(dut))
         }
+        TargetKind::Ssh(ssh) => {
+            let mut dut = crate::ssh::SshDut::new(
+                ssh.clone(),
+                bench.target.profile.clone(),
+                bench.timeouts.start,
+                Some(&log),
+                &bench_dir,
+            )?;
+            dut.set_power_switch(bench.target.power_switch.clone());
+            Ok(Box::new(dut))
+        }
         other => Err(BenchError::NotSupported {
             what: format!("target kind \"{}\"", other.as_str()),
         }),
     }
+}
+
+/// The reference agent's arguments for a provisioning (its CLI is in
+/// firmware/agent/README.md): what the `sim` target appends to the agent's
+/// command line, and what the `ssh` target passes to the deployed agent.
+pub fn agent_args(config: &DutConfig) -> Vec<String> {
+    let mut extra = vec![
+        "--server".to_string(),
+        config.server_uri.clone(),
+        "--endpoint".into(),
+        config.endpoint.clone(),
+        "--lifetime".into(),
+        config.lifetime_s.to_string(),
+        "--time-scale".into(),
+        config.time_scale.to_string(),
+        "--ssid".into(),
+        config.ssid.to_string(),
+        "--binding".into(),
+        config.binding.clone(),
+    ];
+    if let Some(p) = config.default_pmin_s {
+        extra.extend(["--pmin".to_string(), p.to_string()]);
+    }
+    if let Some(p) = config.default_pmax_s {
+        extra.extend(["--pmax".to_string(), p.to_string()]);
+    }
+    // Bootstrap (ETS C.13): a bootstrap account, and with `bootstrap_only`
+    // nothing else, so the agent starts with a Bootstrap-Request.
+    if let Some(uri) = config.extra.get("bootstrap_uri") {
+        extra.extend(["--bootstrap-uri".to_string(), uri.clone()]);
+    }
+    if config
+        .extra
+        .get("bootstrap_only")
+        .is_some_and(|v| v == "true")
+    {
+        extra.push("--bootstrap-only".to_string());
+    }
+    extra.extend(security_args(config));
+    extra
+}
+
+/// The reference agent's security options for the security keys of
+/// `config.extra` (see [`template::SECURITY_ARGS`]); none for NoSec. Other
+/// extra keys are placeholders only and never become options.
+pub fn security_args(config: &DutConfig) -> Vec<String> {
+    let mode = config.extra.get("security").map(String::as_str);
+    if matches!(mode, None | Some("nosec") | Some("")) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (key, option) in template::SECURITY_ARGS {
+        if let Some(v) = config.extra.get(*key) {
+            out.push((*option).to_string());
+            out.push(v.clone());
+        }
+    }
+    out
 }
 
 /// Finds the reference agent binary: the bench's `agent` path, else env
@@ -272,11 +342,27 @@ impl ProcessDut {
         start_timeout: Duration,
         log: Option<&Path>,
     ) -> Result<Self, BenchError> {
+        Ok(Self::with_console(
+            spec,
+            profile,
+            start_timeout,
+            Arc::new(Console::new(log)?),
+        ))
+    }
+
+    /// A process DUT that writes into an existing console (the SSH target
+    /// runs one local `ssh` process per start, all into one console).
+    pub fn with_console(
+        spec: ProcessSpec,
+        profile: Option<Profile>,
+        start_timeout: Duration,
+        console: Arc<Console>,
+    ) -> Self {
         let mut dut = Self {
             spec,
             profile,
             start_timeout,
-            console: Arc::new(Console::new(log)?),
+            console,
             stdin: None,
             pgid: None,
             waiter: None,
@@ -294,7 +380,7 @@ impl ProcessDut {
         {
             dut.identify_program(&program);
         }
-        Ok(dut)
+        dut
     }
 
     /// The bench's power switch, for [`Dut::power_cycle`].
@@ -319,29 +405,8 @@ impl ProcessDut {
             argv.push(t.render(&self.values, &[]).map_err(BenchError::Template)?);
         }
         if self.spec.agent_args {
-            // The reference agent's CLI (firmware/agent/README.md). Bench `args`
-            // come first in `command`; clap takes options in any order.
-            let mut extra = vec![
-                "--server".to_string(),
-                config.server_uri.clone(),
-                "--endpoint".into(),
-                config.endpoint.clone(),
-                "--lifetime".into(),
-                config.lifetime_s.to_string(),
-                "--time-scale".into(),
-                config.time_scale.to_string(),
-                "--ssid".into(),
-                config.ssid.to_string(),
-                "--binding".into(),
-                config.binding.clone(),
-            ];
-            if let Some(p) = config.default_pmin_s {
-                extra.extend(["--pmin".to_string(), p.to_string()]);
-            }
-            if let Some(p) = config.default_pmax_s {
-                extra.extend(["--pmax".to_string(), p.to_string()]);
-            }
-            argv.extend(extra);
+            // Bench `args` come first in `command`; clap takes options in any order.
+            argv.extend(agent_args(config));
         }
         Ok(argv)
     }

@@ -26,7 +26,12 @@ pub const PLACEHOLDERS: &[(&str, &str)] = &[
     ("time_scale", "the time scale divisor (1 = real time)"),
     ("ssid", "the Short Server ID"),
     ("binding", "the binding, e.g. U"),
+    (
+        "security",
+        "the security mode: nosec, psk, rpk or x509 (security cases)",
+    ),
     ("psk_identity", "the PSK identity (security cases)"),
+    ("psk_key_hex", "the PSK key in hex (security cases)"),
     (
         "psk_key_file",
         "a file holding the PSK key (security cases)",
@@ -34,6 +39,24 @@ pub const PLACEHOLDERS: &[(&str, &str)] = &[
     ("cert_file", "the client certificate file (security cases)"),
     ("key_file", "the client private key file (security cases)"),
     ("ca_file", "the CA certificate file (security cases)"),
+    (
+        "server_name",
+        "the name the server certificate must carry (security cases)",
+    ),
+];
+
+/// The [`DutConfig::extra`] keys that carry the security settings, and the
+/// reference agent's option for each (`firmware/agent/README.md`). In RPK mode
+/// `key_file` is the device's private key and `ca_file` the server's pinned
+/// public key.
+pub const SECURITY_ARGS: &[(&str, &str)] = &[
+    ("security", "--security"),
+    ("psk_identity", "--psk-identity"),
+    ("psk_key_hex", "--psk-key-hex"),
+    ("cert_file", "--cert"),
+    ("key_file", "--key"),
+    ("ca_file", "--ca"),
+    ("server_name", "--server-name"),
 ];
 
 /// One piece of a template.
@@ -331,6 +354,85 @@ mod tests {
             "/opt/{x}/rig-agent"
         );
         assert_eq!(Template::parse(t.as_str(), false).unwrap(), t);
+    }
+
+    fn config(extra: &[(&str, &str)]) -> DutConfig {
+        DutConfig {
+            endpoint: "ep".into(),
+            server_uri: "coaps://10.77.0.1:40000".into(),
+            ssid: 1,
+            lifetime_s: 86_400,
+            binding: "U".into(),
+            default_pmin_s: None,
+            default_pmax_s: None,
+            time_scale: 1.0,
+            extra: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn security_keys_become_placeholders_and_agent_options() {
+        let c = config(&[
+            ("security", "x509"),
+            ("cert_file", "/pki/dev.pem"),
+            ("key_file", "/pki/dev.key"),
+            ("ca_file", "/pki/ca.pem"),
+            ("server_name", "server.example.com"),
+            ("unrelated", "kept as a placeholder value only"),
+        ]);
+        let t =
+            Template::parse("--mode {security} --sni {server_name} {server_port}", false).unwrap();
+        assert_eq!(
+            t.render(&values(&c), &[]).unwrap(),
+            "--mode x509 --sni server.example.com 40000"
+        );
+        assert_eq!(
+            crate::target::security_args(&c),
+            [
+                "--security",
+                "x509",
+                "--cert",
+                "/pki/dev.pem",
+                "--key",
+                "/pki/dev.key",
+                "--ca",
+                "/pki/ca.pem",
+                "--server-name",
+                "server.example.com"
+            ]
+        );
+        let args = crate::target::agent_args(&c);
+        assert!(args.ends_with(&["--server-name".to_string(), "server.example.com".into()]));
+        // PSK: identity and key; NoSec: nothing, and an unknown key never
+        // becomes an option.
+        let p = config(&[
+            ("security", "psk"),
+            ("psk_identity", "dev"),
+            ("psk_key_hex", "00ff"),
+        ]);
+        assert_eq!(
+            crate::target::security_args(&p),
+            [
+                "--security",
+                "psk",
+                "--psk-identity",
+                "dev",
+                "--psk-key-hex",
+                "00ff"
+            ]
+        );
+        let n = config(&[("security", "nosec"), ("psk_identity", "dev")]);
+        assert!(crate::target::security_args(&n).is_empty());
+        assert!(crate::target::security_args(&config(&[])).is_empty());
+        // An existing template without security placeholders is unaffected.
+        let t = Template::parse("{server_uri} {endpoint}", false).unwrap();
+        assert_eq!(
+            t.render(&values(&c), &[]).unwrap(),
+            "coaps://10.77.0.1:40000 ep"
+        );
     }
 
     #[test]

@@ -279,10 +279,16 @@ fn unsupported_targets_say_so() {
     )
     .unwrap();
     let bench = Bench::load(&path).unwrap();
-    let err = open(&bench, dir.path()).err().unwrap();
+    // SSH targets open (tests/ssh.rs runs them), but not inside a namespace.
+    let options = rig_bench::target::OpenOptions {
+        netns: Some("rig-x".into()),
+    };
+    let err = rig_bench::target::open_with(&bench, dir.path(), &options)
+        .err()
+        .unwrap();
     assert_eq!(
         err.to_string(),
-        "target kind \"ssh\" is not supported yet on this build"
+        "a network namespace for target kind \"ssh\" is not supported yet on this build"
     );
 }
 

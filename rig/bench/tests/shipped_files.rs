@@ -45,7 +45,7 @@ fn shipped_hardware_benches_load_without_diagnostics() {
     };
     rig_bench::probe::lookup_chip(chip).unwrap();
     let rpi = Bench::load(&hardware().join("rpi4-ina219.toml")).unwrap_or_else(|d| panic!("{d}"));
-    assert!(matches!(rpi.target.kind, TargetKind::Process { .. }));
+    assert!(matches!(rpi.target.kind, TargetKind::Ssh(_)));
     assert!(matches!(rpi.network, NetworkSpec::Nic { impair: true, .. }));
     for b in [&nrf, &pico, &rpi] {
         // Every INA219 setting gives a valid calibration.

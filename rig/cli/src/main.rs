@@ -8,6 +8,9 @@
 //! - [`cmd::run`]: `rig run`, the main job.
 //! - [`cmd::list`]: `rig list`, the cases a run would plan.
 //! - [`cmd::doctor`]: `rig doctor`, what the bench needs from this host.
+//! - [`cmd::bench`]: `rig bench scan` (what is attached) and `rig bench lease`.
+//! - [`cmd::lease`]: the bench lease `rig run` holds.
+//! - [`cmd::serve`]: `rig serve`, the services standalone, to explore a device.
 //! - [`cmd::completions`]: shell completions.
 //! - [`progress`]: live progress (a bar on a terminal, one line per case otherwise).
 
@@ -54,8 +57,9 @@ enum Command {
     /// Run suites of cases against the bench's DUT and write the reports.
     #[command(after_help = "\
 Reports go to --out DIR, or to reports/<run-id>/ where the run id is the UTC start time plus
-a random suffix (e.g. 20261127T210405Z-kqzt). The folder holds junit.xml, run.json and
-report.md (rewritten after every case) and console/ with each case's console log.
+a random suffix (e.g. 20261127T210405Z-kqzt). The folder holds junit.xml, run.json,
+report.md and report.html (all rewritten after every case), console/ with each case's
+console log and, on the simulated network, captures/ with each case's pcap.
 
 Without SUITE, rig runs suites/smoke.toml. Without --bench, it uses hardware/sim.toml.
 Ctrl-C stops the run: the running case is recorded as interrupted, the rest as not run, the
@@ -65,10 +69,10 @@ Examples:
   rig run
   rig run suites/smoke.toml --bench hardware/loopback.toml
   rig run suites/smoke.toml --filter '*-int-10[12]' --out /tmp/run1
-  rig run suites/machnation.toml --time-scale 60 --fail-fast
+  rig run suites/security.toml --time-scale 10 --fail-fast
 
 Exit codes: 0 all passed (or not applicable) · 1 a case failed, was inconclusive or ran out
-of time · 2 infrastructure error (DUT could not start, services down) · 3 usage or config
+of time · 2 infrastructure error (DUT could not start, services down, bench busy) · 3 usage or config
 error (bad bench/suite file, no case planned) · 4 interrupted")]
     Run(RunArgs),
     /// List the cases of suites, and whether the bench provides what each needs.
@@ -89,6 +93,28 @@ Examples:
   rig doctor
   rig doctor --bench hardware/loopback.toml")]
     Doctor(BenchArg),
+    /// Inventory and leases of benches: what is attached, who holds a bench.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+    /// Run the services standalone (LwM2M and bootstrap servers, MQTT broker, file servers)
+    /// and print every event, to explore a device before running suites.
+    #[command(after_help = "\
+Listeners (the --listen port P is the LwM2M server's CoAP port, default 5683):
+  coap://IP:P        LwM2M server, NoSec
+  coaps://IP:P+1     LwM2M server, DTLS 1.2: PSK, RPK and X.509 on one port
+  coaps://IP:P+2     LwM2M server, DTLS 1.2 RPK with the bench's rpk_server_key
+  coap://IP:P+3      CoAP Block2 file server (/fw/<name>)
+  coap://IP:P+100    bootstrap server (coaps on P+101)
+  http://IP:8080     HTTP file server;  mqtts://IP:8883  MQTT broker
+With port 0 every listener takes a free port; the banner prints the real ones.
+Credentials come from the bench's [security] section (default: the test PKI, fixtures/pki/).
+Ctrl-C or SIGTERM stops every service and exits 0.
+
+Examples:
+  rig serve --bench hardware/loopback.toml
+  rig serve --bench hardware/loopback.toml --listen 0.0.0.0     a real device on the LAN
+  rig serve --listen 127.0.0.1:0 --json --without mqtt")]
+    Serve(cmd::serve::ServeArgs),
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -132,6 +158,8 @@ struct RunArgs {
     /// Accept a run that plans zero cases (exit 0 instead of 3).
     #[arg(long)]
     allow_empty: bool,
+    #[command(flatten)]
+    lease: cmd::lease::LeaseArgs,
 }
 
 /// Arguments of `rig list`.
@@ -174,6 +202,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::main(args),
         Command::List(args) => cmd::list::main(args),
         Command::Doctor(args) => cmd::doctor::main(args),
+        Command::Bench(command) => cmd::bench::main(command),
+        Command::Serve(args) => cmd::serve::main(args),
         Command::Completions { shell } => cmd::completions::main::<Cli>(shell),
     };
     ExitCode::from(code)

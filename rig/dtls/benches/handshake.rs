@@ -2,9 +2,11 @@
 //!
 //! 1. criterion, in memory (no sockets): one full handshake (client + server, cookie exchange
 //!    included) per iteration, for PSK, RPK and X.509. Handshakes/s = 1 / time.
-//! 2. Printed figures over UDP loopback: rig-dtls client against the rig-dtls server and against
-//!    libcoap's `coap-server-gnutls` (Debian libcoap3-bin), same machine, same run, with the
-//!    ratio. Skipped with a message when coap-server-gnutls is not installed.
+//! 2. Printed figures over UDP loopback, for each mode: rig-dtls clients against the rig-dtls
+//!    server and against libcoap's `coap-server-gnutls` (Debian libcoap3-bin), same machine, same
+//!    run: the time of one handshake (median and p90 of sequential handshakes), handshakes per
+//!    second (concurrent clients, completed handshakes / wall time), and both ratios. Skipped
+//!    with a message when coap-server-gnutls is not installed.
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
 
 use std::net::SocketAddr;
@@ -121,17 +123,108 @@ fn bench_in_memory(c: &mut Criterion) {
 
 criterion_group!(benches, bench_in_memory);
 
-const UDP_HANDSHAKES: u32 = 40;
+/// Sequential handshakes per server and mode: their median is "the time of one handshake".
+const SEQUENTIAL: usize = 40;
+/// Concurrent clients, and handshakes each, for "handshakes per second" (server throughput).
+const CLIENTS: usize = 4;
+const PER_CLIENT: usize = 20;
 
-async fn udp_handshakes(server: SocketAddr, mode: Mode) -> Result<Duration, DtlsError> {
-    let ctx = Arc::new(ClientContext::new(client_config(mode))?);
+/// One server's figures in one mode.
+struct Figures {
+    /// Median of the sequential handshakes.
+    median: Duration,
+    /// 90th percentile of the sequential handshakes.
+    p90: Duration,
+    /// Completed handshakes per second with `CLIENTS` clients at once.
+    per_second: f64,
+}
+
+/// One full handshake (cookie exchange, no resumption) and a close.
+async fn one_handshake(server: SocketAddr, ctx: &Arc<ClientContext>) -> Result<Duration, String> {
     let start = Instant::now();
-    for _ in 0..UDP_HANDSHAKES {
-        let c =
-            DtlsClientSocket::connect("127.0.0.1:0".parse().unwrap(), server, ctx.clone()).await?;
-        c.close().await;
+    let c = DtlsClientSocket::connect("127.0.0.1:0".parse().unwrap(), server, ctx.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let took = start.elapsed();
+    c.close().await;
+    Ok(took)
+}
+
+/// The time of one handshake (sequential), then handshakes per second
+/// (`CLIENTS` concurrent clients). An error names the handshake that failed.
+async fn udp_figures(server: SocketAddr, mode: Mode) -> Result<Figures, String> {
+    let ctx = Arc::new(ClientContext::new(client_config(mode)).map_err(|e| e.to_string())?);
+    let mut times = Vec::with_capacity(SEQUENTIAL);
+    for i in 0..SEQUENTIAL {
+        times.push(
+            one_handshake(server, &ctx)
+                .await
+                .map_err(|e| format!("sequential handshake {} of {SEQUENTIAL}: {e}", i + 1))?,
+        );
     }
-    Ok(start.elapsed() / UDP_HANDSHAKES)
+    times.sort();
+    let start = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..CLIENTS {
+        let ctx = ctx.clone();
+        clients.spawn(async move {
+            for i in 0..PER_CLIENT {
+                one_handshake(server, &ctx).await.map_err(|e| {
+                    format!(
+                        "client {c}, concurrent handshake {} of {PER_CLIENT}: {e}",
+                        i + 1
+                    )
+                })?;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(r) = clients.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    let wall = start.elapsed();
+    Ok(Figures {
+        median: times[SEQUENTIAL / 2],
+        p90: times[SEQUENTIAL * 9 / 10],
+        per_second: (CLIENTS * PER_CLIENT) as f64 / wall.as_secs_f64(),
+    })
+}
+
+/// The rig-dtls server on its own OS thread with its own single-threaded runtime, as
+/// `coap-server-gnutls` runs in its own single-threaded process: neither server shares the
+/// clients' threads, so neither gets more (or less) of the machine than the other.
+struct RigServer {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RigServer {
+    fn start(config: ServerConfig) -> RigServer {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = DtlsServerSocket::bind("127.0.0.1:0".parse().unwrap(), config)
+                    .await
+                    .unwrap();
+                addr_tx.send(server.local_addr()).unwrap();
+                let _ = stop_rx.await;
+                drop(server);
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        RigServer { addr, stop, thread }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap();
+    }
 }
 
 fn free_port_pair() -> u16 {
@@ -160,22 +253,27 @@ async fn compare_with_gnutls() {
         println!("UDP comparison skipped: coap-server-gnutls not installed (Debian libcoap3-bin)");
         return;
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "\nUDP loopback, rig-dtls client, {UDP_HANDSHAKES} sequential full handshakes per row:"
+        "\nUDP loopback, rig-dtls client, full handshakes (cookie exchange, no resumption); \
+         load average at start: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
-        "{:<6} {:>14} {:>10} {:>18} {:>10} {:>8}",
-        "mode", "rig server", "hs/s", "coap-server-gnutls", "hs/s", "ratio"
+        "one handshake = median (p90) of {SEQUENTIAL} sequential; \
+         hs/s = {CLIENTS} concurrent clients x {PER_CLIENT} handshakes / wall time"
+    );
+    println!(
+        "{:<5} {:<18} {:>17} {:>8}",
+        "mode", "server", "one handshake", "hs/s"
     );
     for mode in [Mode::Psk, Mode::Rpk, Mode::X509] {
-        let rig = DtlsServerSocket::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            server_config(matches!(mode, Mode::Rpk)),
-        )
-        .await
-        .unwrap();
-        let rig_time = udp_handshakes(rig.local_addr(), mode).await.unwrap();
-        drop(rig);
+        let rig = RigServer::start(server_config(matches!(mode, Mode::Rpk)));
+        let rig_figures = udp_figures(rig.addr, mode).await;
+        rig.stop();
         let port = free_port_pair();
         let p = |n: &str| pki(n).to_string_lossy().into_owned();
         let mut args = vec![
@@ -204,28 +302,43 @@ async fn compare_with_gnutls() {
             .spawn()
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let gnutls = udp_handshakes(SocketAddr::from(([127, 0, 0, 1], port + 1)), mode).await;
+        let gnutls = udp_figures(SocketAddr::from(([127, 0, 0, 1], port + 1)), mode).await;
         let _ = child.kill().await;
-        match gnutls {
-            Ok(g) => println!(
-                "{:<6} {:>11.2} ms {:>10.0} {:>15.2} ms {:>10.0} {:>7.2}x",
+        let row = |server: &str, f: &Result<Figures, String>| match f {
+            Ok(f) => println!(
+                "{:<5} {:<18} {:>7.2} ({:>5.2}) ms {:>8.0}",
                 format!("{mode:?}"),
-                rig_time.as_secs_f64() * 1e3,
-                1.0 / rig_time.as_secs_f64(),
-                g.as_secs_f64() * 1e3,
-                1.0 / g.as_secs_f64(),
-                g.as_secs_f64() / rig_time.as_secs_f64(),
+                server,
+                f.median.as_secs_f64() * 1e3,
+                f.p90.as_secs_f64() * 1e3,
+                f.per_second,
             ),
-            Err(e) => println!("{mode:?}: coap-server-gnutls handshake failed: {e}"),
+            Err(e) => println!("{:<5} {server:<18} failed: {e}", format!("{mode:?}")),
+        };
+        row("rig-dtls", &rig_figures);
+        row("coap-server-gnutls", &gnutls);
+        if let (Ok(r), Ok(g)) = (&rig_figures, &gnutls) {
+            println!(
+                "{:<5} {:<18} {:>16.2}x {:>7.2}x",
+                format!("{mode:?}"),
+                "ratio",
+                g.median.as_secs_f64() / r.median.as_secs_f64(),
+                r.per_second / g.per_second,
+            );
         }
     }
-    println!("ratio = coap-server-gnutls time / rig time (above 1: rig is faster)");
+    println!(
+        "ratio: one handshake = gnutls time / rig time; hs/s = rig rate / gnutls rate \
+         (above 1: rig is faster)"
+    );
 }
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // Two workers for the clients; each server has its own thread (see RigServer).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();

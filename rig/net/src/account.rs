@@ -205,6 +205,40 @@ impl Accounting {
         }
     }
 
+    /// L2 bytes over the window in bins of a round width (100 ms, 200 ms,
+    /// 500 ms, 1 s, 2 s, 5 s, 10 s, ...) chosen so there are at most
+    /// `max_points` bins (at least one). Returns the bin width and the bytes
+    /// per bin, covering the whole window (trailing quiet bins included).
+    pub fn bytes_over_time(&self, dir: Direction, max_points: usize) -> (Duration, Vec<u64>) {
+        let fine = &self.dir(dir).bins;
+        let nfine = (self.duration().as_nanos().div_ceil(BIN.as_nanos()) as usize)
+            .max(fine.len())
+            .max(1);
+        let max_points = max_points.max(1);
+        // Multiples of the 100 ms bin: 1, 2, 5, 10, 20, 50 ...
+        let mut k: usize = 1;
+        let mut step = 0;
+        while nfine.div_ceil(k) > max_points {
+            k = [2, 5, 10][step % 3] * 10usize.pow((step / 3) as u32);
+            step += 1;
+        }
+        let mut out = vec![0u64; nfine.div_ceil(k)];
+        for (i, b) in fine.iter().enumerate() {
+            out[i / k] += b;
+        }
+        (BIN * k as u32, out)
+    }
+
+    /// The frame-length histogram of one direction as `(lower bound, frames)`
+    /// per bucket of [`HIST_BOUNDS`].
+    pub fn length_histogram(&self, dir: Direction) -> Vec<(usize, u64)> {
+        HIST_BOUNDS
+            .iter()
+            .copied()
+            .zip(self.dir(dir).histogram.iter().copied())
+            .collect()
+    }
+
     /// All measurements of this window. Names:
     /// `net.{packets,l2_bytes,l3_bytes,payload_bytes}` (both directions),
     /// with `.up`/`.down`, and `.up.coap` ... `.down.other`;
@@ -341,5 +375,36 @@ mod test {
         assert_eq!(get("net.packets.up.mqtt"), Some(0.0));
         assert_eq!(get("net.frame_len.up.40_79"), Some(2.0));
         assert_eq!(get("net.frame_len.up.5120_up"), Some(0.0));
+    }
+
+    #[test]
+    fn bytes_over_time_rebins_to_round_widths_and_keeps_every_byte() {
+        let f = crate::frame::test::udp_frame();
+        let mut a = Accounting::new(Duration::ZERO);
+        for ms in [0u64, 50, 950, 1_000, 12_345, 59_999] {
+            a.add(Duration::from_millis(ms), Direction::Up, &f);
+        }
+        a.finish(Duration::from_secs(60));
+        // 600 fine bins: at most 100 points gives 1 s bins (k = 10).
+        let (bin, v) = a.bytes_over_time(Direction::Up, 100);
+        assert_eq!(bin, Duration::from_secs(1));
+        assert_eq!(v.len(), 60);
+        assert_eq!(v[0], 3 * 46);
+        assert_eq!(v[1], 46);
+        assert_eq!(v[12], 46);
+        assert_eq!(v[59], 46);
+        assert_eq!(v.iter().sum::<u64>(), a.dir(Direction::Up).total.l2_bytes);
+        // Fine enough already: 100 ms bins stay.
+        let (bin, v) = a.bytes_over_time(Direction::Up, 1000);
+        assert_eq!((bin, v.len()), (BIN, 600));
+        // 600 bins into at most 7 points: 10 s bins.
+        let (bin, v) = a.bytes_over_time(Direction::Up, 7);
+        assert_eq!((bin, v.len()), (Duration::from_secs(10), 6));
+        // An empty window still has one (empty) bin.
+        let e = Accounting::new(Duration::ZERO);
+        assert_eq!(e.bytes_over_time(Direction::Down, 0), (BIN, vec![0]));
+        let h = a.length_histogram(Direction::Up);
+        assert_eq!(h.len(), HIST_BOUNDS.len());
+        assert_eq!(h[2], (40, 6));
     }
 }

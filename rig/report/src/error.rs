@@ -14,6 +14,23 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    /// A file a reporter reads (a case's series) could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file a reporter reads is not what it should be.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line and column where known.
+        message: String,
+    },
     /// A report could not be serialized.
     #[error("cannot serialize {what}: {message}")]
     Serialize {

@@ -7,7 +7,7 @@
 //! ```text
 //!  engine ──RunEvent──► Fanout ─┬─► JunitReporter     junit.xml  (after every case)
 //!                               ├─► RecordReporter    run.json   (after every case)
-//!                               ├─► MarkdownReporter  report.md  (after every case)
+//!                               ├─► MarkdownReporter  report.md + report.html (after every case)
 //!                               └─► (the CLI's progress output)
 //! ```
 //!
@@ -17,15 +17,21 @@
 //!
 //! - [`events`]: the event and record types (also the `run.json` schema).
 //! - [`state`]: [`state::RunLog`], the run as reporters see it, built from events.
-//! - [`junit`], [`record`], [`markdown`]: the three file reporters.
+//! - [`junit`], [`record`], [`markdown`], [`html`]: the file reporters.
+//! - [`series`]: per-case time series and histograms (`series/<case>.json`).
+//! - [`svg`]: the chart writer; [`machnation`]: the study's table.
 //! - [`atomic`]: temp file + rename.
 
 pub mod atomic;
 pub mod events;
+pub mod html;
 pub mod junit;
+pub mod machnation;
 pub mod markdown;
 pub mod record;
+pub mod series;
 pub mod state;
+pub mod svg;
 
 mod error;
 pub use error::ReportError;

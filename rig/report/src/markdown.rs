@@ -3,14 +3,21 @@
 //! Sections: the run facts, a summary table (counts by verdict), one table row
 //! per case (id, title, verdict, duration, message), the measurements, links to
 //! the evidence (relative to the report, so the folder can be moved), and the
-//! readings cases used where the ETS text is ambiguous. It is rewritten after
-//! every case, so it is readable while the run goes on.
+//! readings cases used where the ETS text is ambiguous, and, when the run has
+//! MachNation cases, the study's table (the same as `report.html`'s, without
+//! charts). It is rewritten after every case, so it is readable while the run
+//! goes on.
+//!
+//! [`MarkdownReporter`] also writes `report.html` beside it (through an inner
+//! [`HtmlReporter`]): the two human reports always come together.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::atomic::write_atomic;
 use crate::events::{RunEvent, Verdict};
+use crate::html::HtmlReporter;
+use crate::machnation::{self, Table};
 use crate::state::RunLog;
 use crate::{ReportError, Reporter};
 
@@ -42,6 +49,75 @@ fn seconds(s: f64) -> String {
         format!("{s:.1} s")
     } else {
         format!("{s:.0} s")
+    }
+}
+
+fn table(md: &mut String, t: &Table) {
+    let _ = writeln!(
+        md,
+        "| {} |",
+        t.head
+            .iter()
+            .map(|h| cell(h))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(
+        md,
+        "|{}",
+        t.head
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if i < 2 { "---|" } else { "---:|" })
+            .collect::<String>()
+    );
+    for (_, cells) in &t.rows {
+        let _ = writeln!(
+            md,
+            "| {} |",
+            cells
+                .iter()
+                .map(|c| cell(c))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+}
+
+/// The MachNation section (empty when the run has no MachNation case).
+fn machnation_section(md: &mut String, log: &RunLog) {
+    let rows = machnation::rows(&log.cases);
+    if rows.is_empty() {
+        return;
+    }
+    let t = machnation::tables(&rows);
+    let _ = writeln!(md, "\n## MachNation comparison\n");
+    let _ = writeln!(
+        md,
+        "rig's figures with the 2020 study's beside them and the difference. Bytes are whole \
+         Ethernet frames, as tcpdump counted them; ≈ marks a study figure derived from its \
+         percentages or averages (sources in `fixtures/machnation/study.toml`). Charts: \
+         [report.html](report.html#machnation).\n"
+    );
+    if let Some(e) = &t.study_error {
+        let _ = writeln!(md, "**{}**\n", cell(e));
+    }
+    for (title, tab) in [
+        ("Traffic", &t.traffic),
+        ("Energy", &t.power),
+        ("LwM2M ÷ MQTT", &t.compare),
+    ] {
+        if !tab.rows.is_empty() {
+            let _ = writeln!(md, "### {title}\n");
+            table(md, tab);
+            md.push('\n');
+        }
+    }
+    if !t.notes.is_empty() {
+        let _ = writeln!(md, "### Why our figures differ\n");
+        for (s, n) in &t.notes {
+            let _ = writeln!(md, "- **{}**: {}", cell(s), cell(n));
+        }
     }
 }
 
@@ -97,6 +173,13 @@ pub fn render(log: &RunLog) -> String {
         s.error,
         s.not_run
     );
+
+    let _ = writeln!(
+        md,
+        "\nCharts and per-case traffic: [report.html](report.html)."
+    );
+
+    machnation_section(&mut md, log);
 
     let _ = writeln!(md, "\n## Cases\n");
     let _ = writeln!(
@@ -180,30 +263,49 @@ pub fn render(log: &RunLog) -> String {
     md
 }
 
-/// Writes `report.md` into the run directory after every case and at the end.
+/// Writes `report.md` (and, through an inner [`HtmlReporter`], `report.html`)
+/// into the run directory after every case and at the end.
 #[derive(Debug)]
 pub struct MarkdownReporter {
     path: PathBuf,
     log: Option<RunLog>,
+    html: Option<HtmlReporter>,
 }
 
 impl MarkdownReporter {
-    /// A reporter writing `<dir>/report.md`.
+    /// A reporter writing `<dir>/report.md` and `<dir>/report.html`.
     pub fn new(dir: &Path) -> Self {
         MarkdownReporter {
             path: dir.join("report.md"),
             log: None,
+            html: Some(HtmlReporter::new(dir)),
+        }
+    }
+
+    /// A reporter writing `<dir>/report.md` only (for a caller that adds an
+    /// [`HtmlReporter`] of its own).
+    pub fn markdown_only(dir: &Path) -> Self {
+        MarkdownReporter {
+            path: dir.join("report.md"),
+            log: None,
+            html: None,
         }
     }
 }
 
 impl Reporter for MarkdownReporter {
     fn handle(&mut self, event: &RunEvent) -> Result<(), ReportError> {
+        // The HTML report is written even when report.md cannot be, and the
+        // other way round; the first error is returned.
+        let html = match &mut self.html {
+            Some(h) => h.handle(event),
+            None => Ok(()),
+        };
         if RunLog::apply(&mut self.log, event)
             && let Some(log) = &self.log
         {
             write_atomic(&self.path, render(log).as_bytes())?;
         }
-        Ok(())
+        html
     }
 }

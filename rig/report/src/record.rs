@@ -4,6 +4,9 @@
 //! facts, a summary, and one [`CaseRecord`] per planned case. It is rewritten
 //! after every case, so a run that dies part-way still leaves a valid file where
 //! the cases not reached say `"ran": false`.
+//!
+//! Each case object is a [`CaseRecord`] plus, optionally, its `series`
+//! (bytes over time, packet-length histograms: see [`crate::series`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
 use crate::events::{BenchInfo, CaseRecord, RunEvent, RunOutcome, Summary};
+use crate::series::Series;
 use crate::state::RunLog;
 use crate::{ReportError, Reporter};
 
@@ -46,7 +50,27 @@ pub struct RunRecord {
     /// Counts by verdict.
     pub summary: Summary,
     /// One record per planned case, in plan order.
-    pub cases: Vec<CaseRecord>,
+    pub cases: Vec<CaseEntry>,
+}
+
+/// One case of `run.json`: the record, and its series when it has any.
+///
+/// It dereferences to the [`CaseRecord`], so `entry.verdict` reads as it did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseEntry {
+    /// The case's record (its keys are inlined in the case object).
+    #[serde(flatten)]
+    pub record: CaseRecord,
+    /// Time series and histograms measured during the case (optional key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Series>,
+}
+
+impl std::ops::Deref for CaseEntry {
+    type Target = CaseRecord;
+    fn deref(&self) -> &CaseRecord {
+        &self.record
+    }
 }
 
 impl RunRecord {
@@ -64,7 +88,15 @@ impl RunRecord {
             finished_at: log.finished_at.clone(),
             outcome: log.outcome,
             summary: log.summary(),
-            cases: log.cases.clone(),
+            cases: log
+                .cases
+                .iter()
+                .enumerate()
+                .map(|(i, c)| CaseEntry {
+                    record: c.clone(),
+                    series: log.series.get(i).cloned().unwrap_or_default(),
+                })
+                .collect(),
         }
     }
 }
@@ -84,6 +116,7 @@ pub fn render(log: &RunLog) -> Result<String, ReportError> {
 /// Writes `run.json` into the run directory after every case.
 #[derive(Debug)]
 pub struct RecordReporter {
+    dir: PathBuf,
     path: PathBuf,
     log: Option<RunLog>,
 }
@@ -92,6 +125,7 @@ impl RecordReporter {
     /// A reporter writing `<dir>/run.json`.
     pub fn new(dir: &Path) -> Self {
         RecordReporter {
+            dir: dir.to_path_buf(),
             path: dir.join("run.json"),
             log: None,
         }
@@ -100,11 +134,10 @@ impl RecordReporter {
 
 impl Reporter for RecordReporter {
     fn handle(&mut self, event: &RunEvent) -> Result<(), ReportError> {
-        if RunLog::apply(&mut self.log, event)
-            && let Some(log) = &self.log
-        {
+        let (changed, loaded) = RunLog::apply_in(&mut self.log, event, &self.dir);
+        if changed && let Some(log) = &self.log {
             write_atomic(&self.path, render(log)?.as_bytes())?;
         }
-        Ok(())
+        loaded
     }
 }

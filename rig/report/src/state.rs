@@ -4,7 +4,11 @@
 //! always a complete picture: every planned case is present from the first
 //! write, as not run until its `CaseFinished` arrives.
 
+use std::path::Path;
+
+use crate::ReportError;
 use crate::events::{CaseRecord, PlannedCase, RunEvent, RunInfo, RunOutcome, Summary};
+use crate::series::{self, Series};
 
 /// The message of a planned case that has not started yet.
 pub const NOT_STARTED: &str = "not started yet";
@@ -16,6 +20,9 @@ pub struct RunLog {
     pub info: RunInfo,
     /// One record per planned case, in plan order.
     pub cases: Vec<CaseRecord>,
+    /// The series of each case (see [`crate::series`]), indexed like `cases`;
+    /// empty for a case without any.
+    pub series: Vec<Vec<Series>>,
     /// Index of the case running now, if any.
     pub running: Option<usize>,
     /// End time, once the run finished.
@@ -33,6 +40,7 @@ impl RunLog {
                 .iter()
                 .map(|p| CaseRecord::not_run(p, NOT_STARTED))
                 .collect(),
+            series: vec![Vec::new(); planned.len()],
             running: None,
             finished_at: None,
             outcome: None,
@@ -61,6 +69,7 @@ impl RunLog {
                 } else {
                     l.cases.push(record.clone());
                 }
+                l.series.resize(l.cases.len(), Vec::new());
                 l.running = None;
                 true
             }
@@ -87,6 +96,38 @@ impl RunLog {
                 true
             }
         }
+    }
+
+    /// As [`RunLog::apply`], and when a case finishes, reads the series files
+    /// its record lists (relative to the run directory `dir`) into
+    /// [`RunLog::series`]. The log is updated even when a series file cannot
+    /// be read; the error is returned alongside (the caller still writes its
+    /// report, then reports the error).
+    pub fn apply_in(
+        log: &mut Option<RunLog>,
+        event: &RunEvent,
+        dir: &Path,
+    ) -> (bool, Result<(), ReportError>) {
+        let changed = Self::apply(log, event);
+        let mut result = Ok(());
+        if let (RunEvent::CaseFinished { index, record }, Some(l)) = (event, log.as_mut()) {
+            let at = if *index < l.cases.len() {
+                *index
+            } else {
+                l.cases.len().saturating_sub(1)
+            };
+            let loaded = series::load_for(dir, record);
+            if let Some(slot) = l.series.get_mut(at) {
+                match loaded {
+                    Ok(s) => *slot = s,
+                    Err(e) => {
+                        slot.clear();
+                        result = Err(e);
+                    }
+                }
+            }
+        }
+        (changed, result)
     }
 
     /// Counts by verdict.

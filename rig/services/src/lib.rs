@@ -11,6 +11,7 @@
 //!
 //! Bootstrap server, MQTT broker and file servers come with their own issues.
 
+pub mod bootstrap;
 pub mod deviation;
 pub mod file_server;
 pub mod lwm2m;

@@ -8,13 +8,15 @@
 //! timeout; a body never needs its own outer timeout, but every wait *inside* a
 //! body is bounded too (use [`CaseContext::scaled`] for protocol times).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rig_bench::dut::Dut;
 use rig_report::events::{Measurement, Verdict};
-use rig_services::lwm2m::Lwm2mServer;
+use rig_services::lwm2m::{Lwm2mServer, ServerConfig};
 
 /// The ETS area a case belongs to (for `rig list` and the report).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -160,6 +162,124 @@ impl std::fmt::Debug for CaseDef {
     }
 }
 
+/// An LwM2M security mode (the Security object's `/0/x/2`), as the suite
+/// matrix and the bench name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecurityMode {
+    /// NoSec: CoAP over plain UDP (`coap://`).
+    #[default]
+    NoSec,
+    /// DTLS with a pre-shared key.
+    Psk,
+    /// DTLS with RFC 7250 raw public keys.
+    Rpk,
+    /// DTLS with X.509 certificates.
+    X509,
+}
+
+impl SecurityMode {
+    /// Every mode, in matrix order.
+    pub const ALL: [SecurityMode; 4] = [
+        SecurityMode::NoSec,
+        SecurityMode::Psk,
+        SecurityMode::Rpk,
+        SecurityMode::X509,
+    ];
+
+    /// The name used in suite files, case-id suffixes and the agent's
+    /// `--security` option: `nosec`, `psk`, `rpk`, `x509`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityMode::NoSec => "nosec",
+            SecurityMode::Psk => "psk",
+            SecurityMode::Rpk => "rpk",
+            SecurityMode::X509 => "x509",
+        }
+    }
+
+    /// The mode with this name.
+    pub fn parse(name: &str) -> Option<SecurityMode> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for SecurityMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The future a [`SecureBinder`] returns: a started `coaps://` server, or why not.
+pub type SecureBindFuture = Pin<Box<dyn Future<Output = Result<Lwm2mServer, String>> + Send>>;
+
+/// How the run binds a DTLS LwM2M server next to its plain one, in the same
+/// place (loopback, or the services namespace of the simulated network). The
+/// CLI provides it; cases reach it through [`crate::start::use_secure_server`].
+#[derive(Clone)]
+pub struct SecureBinder(Arc<BindFn>);
+
+/// What a [`SecureBinder`] calls: the plain server's configuration and the
+/// DTLS configuration in, a started server out.
+type BindFn = dyn Fn(ServerConfig, rig_dtls::ServerConfig) -> SecureBindFuture + Send + Sync;
+
+impl SecureBinder {
+    /// A binder from a function that binds and starts a secure server.
+    pub fn new(
+        f: impl Fn(ServerConfig, rig_dtls::ServerConfig) -> SecureBindFuture + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// A binder for loopback: `127.0.0.1`, a free port.
+    pub fn loopback() -> Self {
+        Self::new(|config, dtls| {
+            Box::pin(async move {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                Lwm2mServer::bind_secure(addr, config, dtls)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+    }
+
+    /// Binds and starts a secure server.
+    pub async fn bind(
+        &self,
+        config: ServerConfig,
+        dtls: rig_dtls::ServerConfig,
+    ) -> Result<Lwm2mServer, String> {
+        (self.0)(config, dtls).await
+    }
+}
+
+impl std::fmt::Debug for SecureBinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecureBinder")
+    }
+}
+
+/// The security side of a case: the mode its server speaks, how to bind a
+/// secure server, the bench's credentials, and what the DUT is provisioned
+/// with. `Default` is NoSec with no way to go secure (secure cases are then
+/// Not Applicable).
+#[derive(Clone, Debug, Default)]
+pub struct SecurityContext {
+    /// The mode of `CaseContext::server` (NoSec unless a secure server was bound).
+    pub mode: SecurityMode,
+    /// The mode the suite matrix asks of this case variant, if any.
+    pub matrix: Option<SecurityMode>,
+    /// How to bind a secure server, if the run can.
+    pub binder: Option<SecureBinder>,
+    /// The bench's `[security]` credentials.
+    pub credentials: Option<Arc<rig_bench::file::SecuritySpec>>,
+    /// The `DutConfig::extra` keys that provision the DUT's security
+    /// (`security`, `psk_identity`, ...): set with the secure server.
+    pub dut_extra: BTreeMap<String, String>,
+    /// Something a passing case wants in its message (e.g. why the DUT
+    /// refused a handshake in int-403).
+    pub note: Option<String>,
+}
+
 /// Everything a case body can use. The engine builds one per case.
 pub struct CaseContext {
     /// The rig's LwM2M server (a cheap handle).
@@ -174,6 +294,8 @@ pub struct CaseContext {
     pub measurements: Vec<Measurement>,
     /// Progress lines for the reporters.
     pub progress: tokio::sync::mpsc::UnboundedSender<String>,
+    /// The security mode, credentials and secure-server binder.
+    pub security: SecurityContext,
 }
 
 impl CaseContext {

@@ -8,11 +8,15 @@ use std::sync::LazyLock;
 
 use crate::case::CaseDef;
 
+pub mod bootstrap;
 pub mod registration;
+pub mod security;
 
 static ALL: LazyLock<Vec<CaseDef>> = LazyLock::new(|| {
     let mut all = Vec::new();
+    all.extend(bootstrap::cases());
     all.extend(registration::cases());
+    all.extend(security::cases());
     all
 });
 

@@ -47,7 +47,8 @@ use rig_services::lwm2m::Lwm2mServer;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::case::{CaseContext, CaseDef, CaseFailure};
+use crate::case::{Area, CaseContext, CaseDef, CaseFailure, SecurityContext, SecurityMode};
+use crate::start::ServerCert;
 
 /// The message of the case that was running when the user pressed Ctrl-C.
 pub const INTERRUPTED: &str = "interrupted by user (Ctrl-C)";
@@ -73,6 +74,10 @@ pub struct SuiteSelection {
     pub time_scale: Option<f64>,
     /// The suite timeout (wall time for all its cases), if it sets one.
     pub timeout: Option<Duration>,
+    /// The security matrix: when not empty, each selected case runs once per
+    /// mode, as `<id>[<mode>]` (cases of the Security area, which fix their
+    /// own mode, run once). Empty: each case once, unsuffixed.
+    pub matrix: Vec<SecurityMode>,
 }
 
 /// Plan options that come from the command line and the bench.
@@ -95,6 +100,23 @@ pub struct PlannedEntry {
     pub suite: usize,
     /// If set, the case is Not Applicable on this bench, and this says why.
     pub not_applicable: Option<String>,
+    /// The matrix mode of this variant, if the suite has a matrix.
+    pub security: Option<SecurityMode>,
+}
+
+impl PlannedEntry {
+    /// The id in reports: the case id, with `[<mode>]` for a matrix variant.
+    pub fn id(&self) -> String {
+        variant_id(self.case.meta.id, self.security)
+    }
+}
+
+/// A case id with its matrix mode: `LightweightM2M-1.1-int-101[psk]`.
+pub fn variant_id(id: &str, mode: Option<SecurityMode>) -> String {
+    match mode {
+        Some(m) => format!("{id}[{m}]"),
+        None => id.to_string(),
+    }
 }
 
 /// The cases a run will attempt, in order.
@@ -112,7 +134,7 @@ impl Plan {
         self.entries
             .iter()
             .map(|e| PlannedCase {
-                id: e.case.meta.id.to_string(),
+                id: e.id(),
                 title: e.case.meta.title.to_string(),
                 suite: self.suites[e.suite].name.clone(),
             })
@@ -216,9 +238,6 @@ pub fn plan(
         }
         for i in chosen {
             let case = &library[i];
-            if !filters.is_empty() && !filters.iter().any(|f| f.is_match(case.meta.id)) {
-                continue;
-            }
             let missing: Vec<&str> = case
                 .meta
                 .requires
@@ -242,11 +261,29 @@ pub fn plan(
                         .join(", ")
                 ))
             };
-            entries.push(PlannedEntry {
-                case,
-                suite: index,
-                not_applicable,
-            });
+            let modes: Vec<Option<SecurityMode>> =
+                if suite.matrix.is_empty() || case.meta.area == Area::Security {
+                    vec![None]
+                } else {
+                    suite.matrix.iter().copied().map(Some).collect()
+                };
+            for security in modes {
+                // A filter matches the case id or the variant id.
+                let vid = variant_id(case.meta.id, security);
+                if !filters.is_empty()
+                    && !filters
+                        .iter()
+                        .any(|f| f.is_match(case.meta.id) || f.is_match(&vid))
+                {
+                    continue;
+                }
+                entries.push(PlannedEntry {
+                    case,
+                    suite: index,
+                    not_applicable: not_applicable.clone(),
+                    security,
+                });
+            }
         }
     }
     if entries.is_empty() && !options.allow_empty {
@@ -288,6 +325,9 @@ pub struct Rig {
     pub server: Lwm2mServer,
     /// The device under test.
     pub dut: Box<dyn Dut>,
+    /// How to go secure: the binder for `coaps://` servers next to `server`
+    /// and the bench's credentials (the mode fields are per case).
+    pub security: SecurityContext,
 }
 
 impl std::fmt::Debug for Rig {
@@ -335,6 +375,17 @@ pub trait CaseHooks: Send {
     /// artifacts (paths relative to the evidence folder) to add to the case
     /// record, or an error noted in the case's message.
     fn after_case(&mut self, id: &str) -> Result<(Vec<Measurement>, Vec<Artifact>), String>;
+    /// Called after a case that left the DUT not answering (`why`, see
+    /// [`rig_bench::switch::stopped_answering`]), before its console slice is
+    /// saved; returns a note for the case's message. The default stops the
+    /// DUT and power-cycles it ([`rig_bench::switch::recover`]).
+    fn recover<'a>(
+        &'a mut self,
+        dut: &'a mut dyn Dut,
+        why: &'a str,
+    ) -> futures::future::BoxFuture<'a, String> {
+        Box::pin(rig_bench::switch::recover(dut, why))
+    }
 }
 
 /// Hooks that do nothing.
@@ -380,7 +431,11 @@ pub async fn run_with_hooks(
         planned: planned.clone(),
     });
     let run_deadline = settings.run_timeout.map(|t| Instant::now() + t);
-    let Rig { server, mut dut } = rig;
+    let Rig {
+        server,
+        mut dut,
+        security,
+    } = rig;
     let mut records: Vec<CaseRecord> = Vec::with_capacity(plan.entries.len());
     let mut stop: Option<(RunOutcome, String)> = None;
     let mut suite_deadline: Option<(usize, Option<Instant>)> = None;
@@ -423,7 +478,7 @@ pub async fn run_with_hooks(
             .max(1e-9);
         emit(&RunEvent::CaseStarted {
             index,
-            id: entry.case.meta.id.to_string(),
+            id: entry.id(),
         });
         let ctx = CaseRun {
             entry,
@@ -436,7 +491,9 @@ pub async fn run_with_hooks(
             settings,
             cancel,
         };
-        let (record, bound, back) = ctx.run(server.clone(), dut, hooks, emit).await;
+        let (record, bound, back) = ctx
+            .run(server.clone(), dut, security.clone(), hooks, emit)
+            .await;
         dut = back;
         let verdict = record.verdict;
         emit(&RunEvent::CaseFinished {
@@ -459,7 +516,7 @@ pub async fn run_with_hooks(
                 RunOutcome::StoppedEarly,
                 format!(
                     "--fail-fast stopped the run after {} ({verdict})",
-                    entry.case.meta.id
+                    entry.id()
                 ),
             ));
         }
@@ -480,7 +537,11 @@ pub async fn run_with_hooks(
             summary,
             cases: records,
         },
-        Rig { server, dut },
+        Rig {
+            server,
+            dut,
+            security,
+        },
     )
 }
 
@@ -559,14 +620,16 @@ impl CaseRun<'_> {
         self,
         server: Lwm2mServer,
         dut: Box<dyn Dut>,
+        security: SecurityContext,
         hooks: &mut dyn CaseHooks,
         emit: &mut dyn FnMut(&RunEvent),
     ) -> (CaseRecord, Option<Bound>, Box<dyn Dut>) {
         let meta = &self.entry.case.meta;
+        let id = self.entry.id();
         let started_at = rig_report::now_rfc3339();
         let started = Instant::now();
         let mut record = CaseRecord {
-            id: meta.id.to_string(),
+            id: id.clone(),
             title: meta.title.to_string(),
             suite: self.planned.suite.clone(),
             verdict: Verdict::Pass,
@@ -595,7 +658,7 @@ impl CaseRun<'_> {
             }
         }
         let mut notes: Vec<String> = Vec::new();
-        if let Err(e) = hooks.before_case(meta.id) {
+        if let Err(e) = hooks.before_case(&id) {
             notes.push(e);
         }
         let mark = dut.console().mark();
@@ -607,6 +670,10 @@ impl CaseRun<'_> {
             time_scale: self.time_scale,
             measurements: Vec::new(),
             progress: tx,
+            security: SecurityContext {
+                matrix: self.entry.security,
+                ..security
+            },
         };
         let mut last_step = String::from("(none: the case reported no step)");
         let end = {
@@ -614,6 +681,9 @@ impl CaseRun<'_> {
             let body = self.entry.case.body;
             let cx = &mut cx;
             let work = async move {
+                if let Some(mode) = cx.security.matrix {
+                    crate::start::use_secure_server(cx, mode, &[], ServerCert::Normal).await?;
+                }
                 crate::start::reach(cx, start).await?;
                 body(cx).await
             };
@@ -685,12 +755,32 @@ impl CaseRun<'_> {
             }
         }
         record.measurements = std::mem::take(&mut cx.measurements);
-        match hooks.after_case(meta.id) {
+        // A secure server lives as long as its case.
+        if cx.security.mode != SecurityMode::NoSec {
+            cx.server.shutdown();
+        }
+        if record.verdict == Verdict::Pass
+            && record.message.is_empty()
+            && let Some(note) = cx.security.note.take()
+        {
+            record.message = note;
+        }
+        match hooks.after_case(&id) {
             Ok((measurements, artifacts)) => {
                 record.measurements.extend(measurements);
                 record.artifacts.extend(artifacts);
             }
             Err(e) => notes.push(e),
+        }
+        // A DUT that stopped answering is power-cycled before the next case.
+        if let Some(why) = rig_bench::switch::stopped_answering(
+            matches!(record.verdict, Verdict::Pass | Verdict::NotApplicable)
+                || record.message == INTERRUPTED,
+            &record.message,
+            matches!(meta.start, crate::case::StartState::Registered(_)),
+            cx.dut.is_running(),
+        ) {
+            notes.push(hooks.recover(&mut *cx.dut, &why).await);
         }
         for note in notes {
             if record.message.is_empty() {
@@ -709,7 +799,7 @@ impl CaseRun<'_> {
         record.duration_s = started.elapsed().as_secs_f64();
         let console = cx.dut.console().since(mark);
         record.console_tail = tail(&console, CONSOLE_TAIL_LINES);
-        match save_console(&self.settings.evidence_dir, meta.id, &console) {
+        match save_console(&self.settings.evidence_dir, &id, &console) {
             Ok(path) => record.artifacts.push(Artifact {
                 kind: ArtifactKind::Console,
                 path,
@@ -930,6 +1020,7 @@ mod tests {
             requires: vec![],
             time_scale: None,
             timeout: None,
+            matrix: vec![],
         }
     }
 
@@ -976,6 +1067,45 @@ mod tests {
             p.entries[0].not_applicable.as_deref(),
             Some("the bench lacks required features `dtls-psk`, `power`")
         );
+    }
+
+    #[test]
+    fn a_matrix_expands_each_case_per_mode_with_suffixed_ids() {
+        let mut s = suite("sec", &["t-101", "t-102"]);
+        s.matrix = vec![SecurityMode::NoSec, SecurityMode::Psk];
+        let p = plan(vec![s.clone()], &LIB, &options(&[])).unwrap();
+        let ids: Vec<String> = p.planned_cases().into_iter().map(|c| c.id).collect();
+        assert_eq!(
+            ids,
+            ["t-101[nosec]", "t-101[psk]", "t-102[nosec]", "t-102[psk]"]
+        );
+        assert_eq!(p.entries[1].security, Some(SecurityMode::Psk));
+        // A filter matches the plain id or the variant id.
+        let p = plan(vec![s.clone()], &LIB, &options(&["*\\[psk\\]"])).unwrap();
+        let ids: Vec<String> = p.entries.iter().map(PlannedEntry::id).collect();
+        assert_eq!(ids, ["t-101[psk]", "t-102[psk]"]);
+        let p = plan(vec![s], &LIB, &options(&["t-102"])).unwrap();
+        assert_eq!(p.entries.len(), 2);
+        // No matrix: plain ids, as before.
+        let p = plan(vec![suite("s", &["t-101"])], &LIB, &options(&[])).unwrap();
+        assert_eq!(p.planned_cases()[0].id, "t-101");
+        assert_eq!(p.entries[0].security, None);
+    }
+
+    #[tokio::test]
+    async fn a_secure_variant_without_a_secure_server_is_not_applicable() {
+        let mut s = suite("sec", &["t-101"]);
+        s.matrix = vec![SecurityMode::NoSec, SecurityMode::Rpk];
+        let p = plan(vec![s], &LIB, &options(&[])).unwrap();
+        let (r, h) = run_plan(&p, |_| {}, CancellationToken::new()).await;
+        assert_eq!(
+            verdicts(&r),
+            [(true, Verdict::Pass), (true, Verdict::NotApplicable)]
+        );
+        assert_eq!(r.cases[1].id, "t-101[rpk]");
+        assert!(r.cases[1].message.contains("rpk needs a coaps:// server"));
+        // Evidence is saved under the variant id.
+        assert!(h.dir.path().join("console/t-101[rpk].log").is_file());
     }
 
     #[test]
@@ -1031,6 +1161,7 @@ mod tests {
             dut: Box::new(FakeDut {
                 console: Arc::default(),
             }),
+            security: SecurityContext::default(),
         };
         let mut settings = RunSettings {
             time_scale: None,
@@ -1216,6 +1347,7 @@ mod tests {
             case: &LIB[5],
             suite: 0,
             not_applicable: None,
+            security: None,
         };
         let planned = PlannedCase {
             id: "u-201".into(),

@@ -20,6 +20,7 @@ use std::time::Duration;
 use globset::{Glob, GlobMatcher};
 use rig_bench::diag::{Checker, Diagnostic, Diagnostics, Item, SourceFile, did_you_mean};
 
+use crate::case::SecurityMode;
 use crate::engine::SuiteSelection;
 
 /// Security modes a `[[matrix]]` entry may list.
@@ -72,7 +73,8 @@ pub struct SuiteFile {
     pub cases: Vec<Selector>,
     /// Parameter sets in file order (later ones override earlier ones).
     pub params: Vec<ParamSet>,
-    /// The security matrix (not applied by the engine yet).
+    /// The security matrix: the suite's cases run once per mode (see
+    /// [`SuiteFile::security_modes`]).
     pub matrix: Vec<MatrixEntry>,
     source: SourceFile,
 }
@@ -226,7 +228,22 @@ impl SuiteFile {
             requires: self.requires.clone(),
             time_scale: self.time_scale,
             timeout: self.timeout,
+            matrix: self.security_modes(),
         }
+    }
+
+    /// The security modes of the `[[matrix]]` entries, in file order, each
+    /// once; empty when the suite has no matrix.
+    pub fn security_modes(&self) -> Vec<SecurityMode> {
+        let mut out = Vec::new();
+        for m in self.matrix.iter().flat_map(|e| &e.security) {
+            if let Some(mode) = SecurityMode::parse(m)
+                && !out.contains(&mode)
+            {
+                out.push(mode);
+            }
+        }
+        out
     }
 
     /// Whether the suite selects a case id.

@@ -509,6 +509,41 @@ mod tests {
     }
 
     #[test]
+    fn the_bench_files_calibration_reaches_the_chips_registers() {
+        use embedded_hal::i2c::I2c as _;
+        let text = "[bench]\nname = \"pi\"\n\n[target]\nkind = \"process\"\ncommand = [\"true\"]\n\n\
+                    [power]\nkind = \"ina219\"\nbus = \"/dev/i2c-1\"\naddress = 0x41\n\
+                    shunt_ohms = 0.05\nmax_current_a = 2.0\naveraging = 16\n";
+        let bench = crate::file::Bench::parse(&crate::diag::SourceFile::new("pi.toml", text))
+            .unwrap_or_else(|d| panic!("{d}"));
+        let config = MeterConfig::from_spec(bench.power.as_ref().unwrap());
+        assert_eq!(config.address, 0x41);
+        let model = std::sync::Arc::new(std::sync::Mutex::new(PowerModel::new(
+            PowerProfile::by_name("lte-m").unwrap(),
+        )));
+        let (clock, _now) = SimClock::manual();
+        let chip = SimIna219::new(0x41, 0.05, model, clock);
+        let meter = Ina219Meter::new(chip, config, Instant::now()).unwrap();
+        let mut chip = meter.into_inner();
+        let mut read = |reg: u8| {
+            let mut buf = [0u8; 2];
+            chip.write_read(0x41, &[reg], &mut buf).unwrap();
+            u16::from_be_bytes(buf)
+        };
+        // Datasheet eq. 2 and 1, worked by hand: LSB = 2 A / 2^15 = 61.04 µA,
+        // rounded up to 62 µA; Cal = trunc(0.04096 / (62e-6 × 0.05)) = 13212.
+        assert_eq!(read(0x05), 13_212);
+        // 2 A × 0.05 Ω = 100 mV: PGA /4 (160 mV); 16 samples on both ADCs:
+        // BRNG=1, PG=10, BADC=SADC=1100, MODE=111.
+        assert_eq!(read(0x00), 0b0011_0110_0110_0111);
+        // The defaults would have written something else.
+        assert_ne!(
+            MeterConfig::default().calibration().unwrap().as_bits(),
+            13_212
+        );
+    }
+
+    #[test]
     fn an_impossible_calibration_is_a_clear_error() {
         let c = MeterConfig {
             shunt_ohms: 100.0,

@@ -1,5 +1,6 @@
 //! `rig list`: the cases suites select (or every case), with the bench
-//! features each needs and whether the bench provides them.
+//! features each needs and whether the bench provides them. A suite with a
+//! security matrix lists each variant (`<id>[psk]`, ...) on its own row.
 
 use rig_suite::engine::{self, PlanOptions, SuiteSelection};
 
@@ -18,6 +19,7 @@ pub(crate) fn main(args: ListArgs) -> u8 {
             requires: vec![],
             time_scale: None,
             timeout: None,
+            matrix: vec![],
         }]
     } else {
         match super::load_suites(&args.suites) {
@@ -48,7 +50,7 @@ pub(crate) fn main(args: ListArgs) -> u8 {
             };
             [
                 plan.suites[e.suite].name.clone(),
-                m.id.to_string(),
+                e.id(),
                 m.title.to_string(),
                 m.area.as_str().to_string(),
                 m.requires.join(","),

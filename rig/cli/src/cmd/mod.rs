@@ -1,9 +1,12 @@
 //! One module per `rig` command, plus what they share (loading files).
 
+pub(crate) mod bench;
 pub(crate) mod completions;
 pub(crate) mod doctor;
+pub(crate) mod lease;
 pub(crate) mod list;
 pub(crate) mod run;
+pub(crate) mod serve;
 pub(crate) mod simnet;
 
 use std::path::{Path, PathBuf};

@@ -16,6 +16,7 @@ use rig_report::markdown::MarkdownReporter;
 use rig_report::record::RecordReporter;
 use rig_report::{Fanout, Reporter as _};
 use rig_services::lwm2m::{Lwm2mServer, ServerConfig};
+use rig_suite::case::{SecureBinder, SecurityContext};
 use rig_suite::engine::{self, PlanOptions, Rig, RunResult, RunSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +57,11 @@ pub(crate) fn main(args: RunArgs) -> u8 {
         }
     };
 
+    // The bench's lease, held until this function returns (see cmd::lease).
+    let _lease = match super::lease::take(&args.bench.bench, &bench, &args.lease) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let run_id = run_id();
     let out = args
         .out
@@ -107,18 +113,19 @@ pub(crate) fn main(args: RunArgs) -> u8 {
         reporters.push(Box::new(JunitReporter::new(&out)));
         reporters.push(Box::new(RecordReporter::new(&out)));
         reporters.push(Box::new(MarkdownReporter::new(&out)));
-        let (server, dut, simnet) = match prepare(&bench, &out, &run_id, run_time_scale).await {
-            Ok(p) => p,
-            Err(message) => {
-                // Still write the reports, every case not run with the reason,
-                // so CI shows what happened.
-                eprintln!("error: {message}");
-                let result = engine::abort(&plan, info, &message, &mut |event| {
-                    let _ = reporters.handle(event);
-                });
-                return finish(&result, &out, reporters.take_errors()).max(exit::INFRA);
-            }
-        };
+        let (server, dut, simnet, binder) =
+            match prepare(&bench, &out, &run_id, run_time_scale).await {
+                Ok(p) => p,
+                Err(message) => {
+                    // Still write the reports, every case not run with the reason,
+                    // so CI shows what happened.
+                    eprintln!("error: {message}");
+                    let result = engine::abort(&plan, info, &message, &mut |event| {
+                        let _ = reporters.handle(event);
+                    });
+                    return finish(&result, &out, reporters.take_errors()).max(exit::INFRA);
+                }
+            };
         info.bench.dut = dut.identity();
         let settings = RunSettings {
             time_scale: args.time_scale,
@@ -128,7 +135,15 @@ pub(crate) fn main(args: RunArgs) -> u8 {
             evidence_dir: out.clone(),
             endpoint: format!("rig-{}", run_id.to_lowercase()),
         };
-        let rig = Rig { server, dut };
+        let rig = Rig {
+            server,
+            dut,
+            security: SecurityContext {
+                binder: Some(binder),
+                credentials: Some(std::sync::Arc::new(bench.security.clone())),
+                ..SecurityContext::default()
+            },
+        };
         let mut emit = |event: &rig_report::events::RunEvent| {
             let _ = reporters.handle(event);
         };
@@ -152,8 +167,14 @@ pub(crate) fn main(args: RunArgs) -> u8 {
     })
 }
 
-/// The services, the DUT and the simulated network (if the bench has one).
-type Prepared = (Lwm2mServer, Box<dyn rig_bench::dut::Dut>, Option<SimNet>);
+/// The services, the DUT, the simulated network (if the bench has one), and
+/// how to bind a `coaps://` server next to the plain one (same place).
+type Prepared = (
+    Lwm2mServer,
+    Box<dyn rig_bench::dut::Dut>,
+    Option<SimNet>,
+    SecureBinder,
+);
 
 /// Starts the services and opens the DUT: on the simulated network for a `sim`
 /// bench (falling back to loopback, with a warning, without the capabilities),
@@ -199,7 +220,7 @@ async fn prepare(
         server.shutdown();
         format!("cannot open the DUT of bench `{}`: {e}", bench.name)
     })?;
-    Ok((server, dut, None))
+    Ok((server, dut, None, SecureBinder::loopback()))
 }
 
 /// [`prepare`] on the simulated network: the server inside the services
@@ -221,7 +242,33 @@ fn prepare_sim(
         server.shutdown();
         format!("cannot open the DUT of bench `{}`: {e}", bench.name)
     })?;
-    Ok((server, dut, Some(net)))
+    let binder = namespace_binder(net.services_namespace())?;
+    Ok((server, dut, Some(net), binder))
+}
+
+/// A [`SecureBinder`] that binds `coaps://` servers inside the services
+/// namespace, at the plain server's address with a free port. The socket is
+/// created on a thread that entered the namespace (it stays there for its
+/// whole life); the server's tasks run on the run's runtime.
+fn namespace_binder(ns: rig_net::Namespace) -> Result<SecureBinder, String> {
+    let plain: std::net::SocketAddr = SERVER_ADDR
+        .parse()
+        .map_err(|e| format!("bad server address {SERVER_ADDR}: {e}"))?;
+    let addr = std::net::SocketAddr::new(plain.ip(), 0);
+    Ok(SecureBinder::new(move |config, dtls| {
+        let ns = ns.clone();
+        Box::pin(async move {
+            let handle = tokio::runtime::Handle::current();
+            let name = ns.name().to_string();
+            tokio::task::spawn_blocking(move || {
+                ns.run(move || handle.block_on(Lwm2mServer::bind_secure(addr, config, dtls)))
+            })
+            .await
+            .map_err(|e| format!("binding thread failed: {e}"))?
+            .map_err(|e| format!("cannot enter network namespace {name}: {e}"))?
+            .map_err(|e| format!("{addr} in {name}: {e}"))
+        })
+    }))
 }
 
 /// Prints where the reports are and the summary line; returns the exit code.
@@ -286,6 +333,7 @@ fn watch_signals(cancel: CancellationToken) -> std::io::Result<()> {
         eprintln!("rig: quitting at once; the reports on disk are the last complete ones");
         // The simulated network's namespaces must not outlive the run.
         let _ = rig_net::cleanup_own();
+        super::lease::release_before_quit();
         std::process::exit(4);
     });
     Ok(())

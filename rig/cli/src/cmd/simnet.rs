@@ -1,11 +1,15 @@
 //! The simulated network of a `sim` bench for `rig run`: the namespaces, the
 //! bridge with its run capture, and the per-case hooks that capture each case
-//! to `captures/<case-id>.pcap` and add its `net.*` measurements.
+//! to `captures/<case-id>.pcap` and add its `net.*` measurements and its
+//! series (`series/<case-id>.json`: bytes over time and frame-length
+//! histograms per direction, drawn in `report.html`).
 
 use std::path::{Path, PathBuf};
 
+use rig_net::account::{Accounting, Direction};
 use rig_net::{Bridge, BridgeConfig, SimNetwork};
 use rig_report::events::{Artifact, ArtifactKind, Measurement};
+use rig_report::series::{Point, Series, SeriesKind};
 use rig_suite::engine::CaseHooks;
 
 /// Where the LwM2M server listens inside the services namespace.
@@ -13,6 +17,52 @@ pub(crate) const SERVER_ADDR: &str = "10.77.0.1:5683";
 
 /// The capture folder under the run directory.
 const CAPTURES: &str = "captures";
+
+/// At most this many time bins per series (the bin width grows to fit).
+const MAX_TIME_POINTS: usize = 300;
+
+/// The case's series: L2 bytes over time and frame-length histograms, per
+/// direction.
+fn case_series(acc: &Accounting) -> Vec<Series> {
+    let mut out = Vec::new();
+    for dir in [Direction::Up, Direction::Down] {
+        let (bin, bytes) = acc.bytes_over_time(dir, MAX_TIME_POINTS);
+        let w = bin.as_secs_f64();
+        out.push(Series {
+            name: format!("net.l2_bytes.{}", dir.name()),
+            kind: SeriesKind::Timeline,
+            x_unit: "s".into(),
+            unit: "B".into(),
+            bin: Some(w),
+            points: bytes
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| Point {
+                    x: i as f64 * w,
+                    y: b as f64,
+                })
+                .collect(),
+        });
+    }
+    for dir in [Direction::Up, Direction::Down] {
+        out.push(Series {
+            name: format!("net.frame_len.{}", dir.name()),
+            kind: SeriesKind::Histogram,
+            x_unit: "B".into(),
+            unit: "packets".into(),
+            bin: None,
+            points: acc
+                .length_histogram(dir)
+                .into_iter()
+                .map(|(lo, n)| Point {
+                    x: lo as f64,
+                    y: n as f64,
+                })
+                .collect(),
+        });
+    }
+    out
+}
 
 /// A running simulated network. Tear it down with [`SimNet::shutdown`];
 /// dropping it also tears it down.
@@ -58,6 +108,11 @@ impl SimNet {
         self.net.dut().name().to_string()
     }
 
+    /// The services namespace (where the rig's servers listen).
+    pub(crate) fn services_namespace(&self) -> rig_net::Namespace {
+        self.net.services().clone()
+    }
+
     /// A UDP socket bound to [`SERVER_ADDR`] inside the services namespace.
     pub(crate) fn bind_server_socket(&self) -> Result<std::net::UdpSocket, String> {
         let addr = SERVER_ADDR
@@ -93,7 +148,7 @@ impl CaseHooks for SimNet {
             .map_err(|e| format!("cannot start the case capture {}: {e}", pcap.display()))
     }
 
-    fn after_case(&mut self, _id: &str) -> Result<(Vec<Measurement>, Vec<Artifact>), String> {
+    fn after_case(&mut self, id: &str) -> Result<(Vec<Measurement>, Vec<Artifact>), String> {
         let bridge = self.bridge.as_ref().ok_or("the bridge is stopped")?;
         let case = bridge
             .end_case()
@@ -114,6 +169,15 @@ impl CaseHooks for SimNet {
             kind: ArtifactKind::Pcap,
             path: relative(&case.pcap),
         }];
+        // Without its series file the case keeps its measurements and pcap;
+        // only the charts are missing, so this is a warning.
+        match rig_report::series::write_case(&self.out, id, &case_series(&case.accounting)) {
+            Ok(path) => artifacts.push(Artifact {
+                kind: ArtifactKind::Other,
+                path,
+            }),
+            Err(e) => eprintln!("warning: case {id}: {e}"),
+        }
         if case.accounting.dropped.iter().sum::<u64>() > 0 && case.dropped_pcap.exists() {
             artifacts.push(Artifact {
                 kind: ArtifactKind::Pcap,

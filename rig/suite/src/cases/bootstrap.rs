@@ -1,0 +1,399 @@
+//! ETS bootstrap cases (0-99): LightweightM2M-1.1-int-0, -4, -5, -8, -9.
+//!
+//! Each body starts the DUT itself in configuration C.13 (a bootstrap
+//! account only): the engine offers no such start state, so the case starts
+//! from `Stopped` and gives the DUT a [`DutConfig`] whose `extra` holds
+//! `bootstrap_uri` (the rig's bootstrap server) and `bootstrap_only = true`.
+//! For the reference agent those become `--bootstrap-uri` and
+//! `--bootstrap-only`. The bootstrap server is bound inside the body, on the
+//! LwM2M server's IP with a free port; if that fails (the address lives in a
+//! namespace the rig process cannot bind in), the case is Inconclusive and
+//! says so. Criteria follow `shared/reference/oma-interop-cases.md` §2.1.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rig_services::bootstrap::{
+    BootstrapEvent, BootstrapServer, Provisioning, parse_links, wait_for,
+};
+use rig_services::lwm2m::{self, Code, ObjectPath, Response, ServerEvent};
+
+use crate::case::{
+    Area, CaseContext, CaseDef, CaseFailure, CaseMeta, CaseResult, EtsConfig, StartState,
+};
+use crate::start::{self, REGISTER_WAIT, prompt_wait};
+
+const REQUIRES: &[&str] = &["lwm2m"];
+
+fn meta(id: &'static str, title: &'static str, reading: Option<&'static str>) -> CaseMeta {
+    CaseMeta {
+        id,
+        title,
+        area: Area::Bootstrap,
+        requires: REQUIRES,
+        start: StartState::Stopped,
+        timeout: Duration::from_secs(90),
+        reading,
+    }
+}
+
+/// The bootstrap cases, in id order.
+pub(crate) fn cases() -> Vec<CaseDef> {
+    vec![
+        CaseDef {
+            meta: meta(
+                "LightweightM2M-1.1-int-0",
+                "Client Initiated Bootstrap",
+                Some(
+                    "From C.13: the Bootstrap-Request is answered 2.04; Bootstrap-Write of /0/0 and \
+                     /1/0 (C.1 values, NoSec, towards the rig's LwM2M server) must be 2.04; \
+                     Bootstrap-Discover of / must be 2.05 link format with lwm2m=\"1.x\", the \
+                     bootstrap account /0/1, /0/0 and /1/0 with ssid=1, and /3/0; Finish must be \
+                     2.04 and the client must then register. Any deviation the strict bootstrap \
+                     server recorded fails the case.",
+                ),
+            ),
+            body: |cx| Box::pin(int_0(cx)),
+        },
+        CaseDef {
+            meta: meta(
+                "LightweightM2M-1.1-int-4",
+                "Bootstrap Delete",
+                Some(
+                    "Bootstrap-Delete of /0 and /1 must be 2.02 (also when repeated); a \
+                     Discover afterwards must still list the bootstrap account /0/1 and no /1 \
+                     instance; after rewriting /0/0 and /1/0 and Finish, the client registers.",
+                ),
+            ),
+            body: |cx| Box::pin(int_4(cx)),
+        },
+        CaseDef {
+            meta: meta(
+                "LightweightM2M-1.1-int-5",
+                "Server Initiated Bootstrap",
+                Some(
+                    "After a first bootstrap and Register, Execute /1/0/9 on the LwM2M server \
+                     must be 2.04 and be followed by a new Bootstrap-Request; after provisioning \
+                     again, the client must register again.",
+                ),
+            ),
+            body: |cx| Box::pin(int_5(cx)),
+        },
+        CaseDef {
+            meta: meta(
+                "LightweightM2M-1.1-int-8",
+                "Bootstrap Read",
+                Some(
+                    "After writing /0/0 and /1/0, Bootstrap-Read of /1 must be 2.05 and carry \
+                     the written lifetime; the ACL object /2 is not supported by every client, \
+                     so a Read of /2 may be 2.05 or 4.04, never another code.",
+                ),
+            ),
+            body: |cx| Box::pin(int_8(cx)),
+        },
+        CaseDef {
+            meta: meta(
+                "LightweightM2M-1.1-int-9",
+                "Bootstrap and Configuration Consistency",
+                Some(
+                    "From C.13, the server writes only /1/0 (no server Security instance) and \
+                     sends Finish: the client must answer 4.06 Not Acceptable. The case then \
+                     completes the configuration and checks that Finish is 2.04.",
+                ),
+            ),
+            body: |cx| Box::pin(int_9(cx)),
+        },
+    ]
+}
+
+fn op_failed(what: &str, e: impl std::fmt::Display) -> CaseFailure {
+    CaseFailure::fail(format!("{what}: {e}"))
+}
+
+fn expect_code(what: &str, r: &Response, code: Code) -> CaseResult {
+    if r.code == code {
+        Ok(())
+    } else {
+        Err(CaseFailure::fail(format!(
+            "{what}: expected {code}, the client answered {}{}",
+            r.code,
+            if r.payload.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.text())
+            }
+        )))
+    }
+}
+
+/// Binds the bootstrap server, starts the DUT in C.13 and waits for its
+/// Bootstrap-Request.
+async fn start_c13(cx: &mut CaseContext) -> Result<BootstrapServer, CaseFailure> {
+    let ip = cx.server.local_addr().ip();
+    let bs = BootstrapServer::bind(SocketAddr::new(ip, 0))
+        .await
+        .map_err(|e| {
+            CaseFailure::inconclusive(format!(
+                "cannot bind the bootstrap server next to the LwM2M server ({ip}): {e}"
+            ))
+        })?;
+    let mut cfg = start::dut_config(cx, EtsConfig::C1);
+    cfg.extra.insert("bootstrap_uri".into(), bs.uri());
+    cfg.extra.insert("bootstrap_only".into(), "true".into());
+    let mut events = bs.events();
+    cx.step(format!(
+        "starting the DUT in configuration C.13 (bootstrap server {})",
+        bs.uri()
+    ));
+    cx.dut
+        .start(&cfg)
+        .await
+        .map_err(|e| CaseFailure::infra(format!("could not start the DUT: {e}")))?;
+    let wait = prompt_wait(cx, REGISTER_WAIT);
+    let ep = cx.endpoint.clone();
+    let got = wait_for(
+        &mut events,
+        wait,
+        |e| matches!(e, BootstrapEvent::BootstrapRequest { endpoint, .. } if *endpoint == ep),
+    )
+    .await;
+    if got.is_none() {
+        return Err(CaseFailure::not_applicable(format!(
+            "could not reach start state C.13: no Bootstrap-Request from `{ep}` within {:.1} s \
+             (the DUT must take the `bootstrap_uri` and `bootstrap_only` provisioning keys)",
+            wait.as_secs_f64()
+        )));
+    }
+    bs.clear_deviations(&ep);
+    Ok(bs)
+}
+
+/// Writes the C.1 account (NoSec, towards the rig's LwM2M server) into /0/0 and /1/0.
+async fn write_c1(ep: &str, server_uri: &str, bs: &BootstrapServer) -> CaseResult {
+    let account = Provisioning::nosec(server_uri);
+    let r = bs
+        .write(ep, &ObjectPath::instance(0, 0), &account.security_records())
+        .await
+        .map_err(|e| op_failed("Bootstrap-Write /0/0", e))?;
+    expect_code("Bootstrap-Write /0/0", &r, Code::CHANGED)?;
+    let r = bs
+        .write(ep, &ObjectPath::instance(1, 0), &account.server_records())
+        .await
+        .map_err(|e| op_failed("Bootstrap-Write /1/0", e))?;
+    expect_code("Bootstrap-Write /1/0", &r, Code::CHANGED)
+}
+
+/// Finish (2.04 expected), then waits for the Register.
+async fn finish_and_register(cx: &mut CaseContext, bs: &BootstrapServer) -> CaseResult {
+    let mut events = cx.server.events();
+    let r = bs
+        .finish(&cx.endpoint)
+        .await
+        .map_err(|e| op_failed("Bootstrap-Finish", e))?;
+    expect_code("Bootstrap-Finish", &r, Code::CHANGED)?;
+    wait_register(cx, &mut events).await
+}
+
+async fn wait_register(
+    cx: &mut CaseContext,
+    events: &mut tokio::sync::broadcast::Receiver<ServerEvent>,
+) -> CaseResult {
+    let wait = prompt_wait(cx, REGISTER_WAIT);
+    let ep = cx.endpoint.clone();
+    lwm2m::wait_for(events, wait, |e| {
+        matches!(e, ServerEvent::Registered { endpoint, .. } if *endpoint == ep)
+    })
+    .await
+    .map(drop)
+    .ok_or_else(|| {
+        CaseFailure::fail(format!(
+            "no Register from `{ep}` at the provisioned server within {:.1} s after Bootstrap-Finish",
+            wait.as_secs_f64()
+        ))
+    })
+}
+
+/// Fails if the strict bootstrap server recorded any deviation.
+fn no_deviations(cx: &CaseContext, bs: &BootstrapServer) -> CaseResult {
+    let d = bs.deviations(&cx.endpoint);
+    if d.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = d.iter().map(ToString::to_string).collect();
+    Err(CaseFailure::fail(format!(
+        "the bootstrap server recorded {} deviation(s) from `{}`: {}",
+        list.len(),
+        cx.endpoint,
+        list.join("; ")
+    )))
+}
+
+/// Discover of `/`, checked; returns the link text.
+async fn discover(ep: &str, bs: &BootstrapServer) -> Result<String, CaseFailure> {
+    let r = bs
+        .discover(ep, &ObjectPath::Root)
+        .await
+        .map_err(|e| op_failed("Bootstrap-Discover /", e))?;
+    expect_code("Bootstrap-Discover /", &r, Code::CONTENT)?;
+    let links = parse_links(&r).map_err(|e| op_failed("Bootstrap-Discover / link format", e))?;
+    let targets: Vec<String> = links.iter().map(|l| l.target.to_string()).collect();
+    if !targets.iter().any(|t| t == "/3/0") {
+        return Err(CaseFailure::fail(format!(
+            "Bootstrap-Discover /: expected a </3/0> link, saw {}",
+            r.text()
+        )));
+    }
+    Ok(r.text())
+}
+
+/// 0: Client Initiated Bootstrap.
+async fn int_0(cx: &mut CaseContext) -> CaseResult {
+    let bs = start_c13(cx).await?;
+    write_c1(&cx.endpoint, &cx.server.uri(), &bs).await?;
+    let text = discover(&cx.endpoint, &bs).await?;
+    for want in ["</0/0>", "</0/1>", "</1/0>"] {
+        if !text.contains(want) {
+            return Err(CaseFailure::fail(format!(
+                "Bootstrap-Discover /: expected a {want} link, saw {text}"
+            )));
+        }
+    }
+    for (inst, want) in [("</0/0>", "ssid=1"), ("</1/0>", "ssid=1")] {
+        let attrs = text
+            .split(',')
+            .find(|l| l.starts_with(inst))
+            .unwrap_or_default();
+        if !attrs.contains(want) {
+            return Err(CaseFailure::fail(format!(
+                "Bootstrap-Discover /: expected {inst} with {want}, saw `{attrs}`"
+            )));
+        }
+    }
+    finish_and_register(cx, &bs).await?;
+    no_deviations(cx, &bs)
+}
+
+/// 4: Bootstrap Delete.
+async fn int_4(cx: &mut CaseContext) -> CaseResult {
+    let bs = start_c13(cx).await?;
+    write_c1(&cx.endpoint, &cx.server.uri(), &bs).await?;
+    let ep = cx.endpoint.clone();
+    for path in [
+        ObjectPath::object(0),
+        ObjectPath::object(1),
+        ObjectPath::object(1),
+    ] {
+        let r = bs
+            .delete(&ep, &path)
+            .await
+            .map_err(|e| op_failed(&format!("Bootstrap-Delete {path}"), e))?;
+        expect_code(&format!("Bootstrap-Delete {path}"), &r, Code::DELETED)?;
+    }
+    let text = discover(&cx.endpoint, &bs).await?;
+    if !text.contains("</0/1>") {
+        return Err(CaseFailure::fail(format!(
+            "after Bootstrap-Delete /0 the bootstrap account /0/1 must survive; Discover saw {text}"
+        )));
+    }
+    if text.contains("</1/") || text.contains("</0/0>") {
+        return Err(CaseFailure::fail(format!(
+            "after Bootstrap-Delete /0 and /1 no server account may remain; Discover saw {text}"
+        )));
+    }
+    write_c1(&cx.endpoint, &cx.server.uri(), &bs).await?;
+    finish_and_register(cx, &bs).await?;
+    no_deviations(cx, &bs)
+}
+
+/// 5: Server Initiated Bootstrap.
+async fn int_5(cx: &mut CaseContext) -> CaseResult {
+    let bs = start_c13(cx).await?;
+    write_c1(&cx.endpoint, &cx.server.uri(), &bs).await?;
+    finish_and_register(cx, &bs).await?;
+    let ep = cx.endpoint.clone();
+    let mut bs_events = bs.events();
+    cx.step("Execute /1/0/9 (Bootstrap-Request Trigger)");
+    let r = cx
+        .server
+        .execute(&ep, &ObjectPath::resource(1, 0, 9), None)
+        .await
+        .map_err(|e| op_failed("Execute /1/0/9", e))?;
+    expect_code("Execute /1/0/9", &r, Code::CHANGED)?;
+    let wait = prompt_wait(cx, REGISTER_WAIT);
+    wait_for(
+        &mut bs_events,
+        wait,
+        |e| matches!(e, BootstrapEvent::BootstrapRequest { endpoint, .. } if *endpoint == ep),
+    )
+    .await
+    .ok_or_else(|| {
+        CaseFailure::fail(format!(
+            "no Bootstrap-Request within {:.1} s after Execute /1/0/9",
+            wait.as_secs_f64()
+        ))
+    })?;
+    write_c1(&cx.endpoint, &cx.server.uri(), &bs).await?;
+    finish_and_register(cx, &bs).await?;
+    no_deviations(cx, &bs)
+}
+
+/// 8: Bootstrap Read.
+async fn int_8(cx: &mut CaseContext) -> CaseResult {
+    let bs = start_c13(cx).await?;
+    write_c1(&cx.endpoint, &cx.server.uri(), &bs).await?;
+    let ep = cx.endpoint.clone();
+    let r = bs
+        .read(&ep, &ObjectPath::object(1), None)
+        .await
+        .map_err(|e| op_failed("Bootstrap-Read /1", e))?;
+    expect_code("Bootstrap-Read /1", &r, Code::CONTENT)?;
+    let lifetime = r.decoded.as_ref().and_then(|v| {
+        v.iter()
+            .find(|x| x.path == ObjectPath::resource(1, 0, 1))
+            .and_then(|x| x.value.as_i64())
+    });
+    if lifetime != Some(i64::from(start::C1_LIFETIME_S)) {
+        return Err(CaseFailure::fail(format!(
+            "Bootstrap-Read /1: expected /1/0/1 = {}, saw {lifetime:?} (format {:?}, payload {} bytes)",
+            start::C1_LIFETIME_S,
+            r.content_format,
+            r.payload.len()
+        )));
+    }
+    let r = bs
+        .read(&ep, &ObjectPath::object(2), None)
+        .await
+        .map_err(|e| op_failed("Bootstrap-Read /2", e))?;
+    if r.code != Code::CONTENT && r.code != Code::NOT_FOUND {
+        return Err(CaseFailure::fail(format!(
+            "Bootstrap-Read /2: expected 2.05 or 4.04, the client answered {}",
+            r.code
+        )));
+    }
+    finish_and_register(cx, &bs).await?;
+    no_deviations(cx, &bs)
+}
+
+/// 9: Bootstrap and Configuration Consistency.
+async fn int_9(cx: &mut CaseContext) -> CaseResult {
+    let bs = start_c13(cx).await?;
+    let ep = cx.endpoint.clone();
+    let account = Provisioning::nosec(&cx.server.uri());
+    let r = bs
+        .write(&ep, &ObjectPath::instance(1, 0), &account.server_records())
+        .await
+        .map_err(|e| op_failed("Bootstrap-Write /1/0", e))?;
+    expect_code("Bootstrap-Write /1/0", &r, Code::CHANGED)?;
+    let r = bs
+        .finish(&ep)
+        .await
+        .map_err(|e| op_failed("Bootstrap-Finish", e))?;
+    expect_code(
+        "Bootstrap-Finish with no server Security instance",
+        &r,
+        Code::NOT_ACCEPTABLE,
+    )?;
+    write_c1(&cx.endpoint, &cx.server.uri(), &bs).await?;
+    finish_and_register(cx, &bs).await?;
+    no_deviations(cx, &bs)
+}
