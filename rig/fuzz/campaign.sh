@@ -3,6 +3,9 @@
 # FUZZ_RUNS executions (default 10 000 000), niced. Appends one line per
 # target to $FUZZ_OUT/campaign.tsv (target, execs, exec/s, cov, ft, corpus,
 # result, seconds) for the figures table in rig/proto/README.md.
+# FUZZ_SANITIZER picks cargo-fuzz's sanitizer (default address; `none` runs
+# several times faster, and rig-proto has no unsafe code for ASan to watch;
+# overflow checks stay on through --debug-assertions either way).
 #
 #   rig/fuzz/campaign.sh                       # every target
 #   rig/fuzz/campaign.sh content_cbor path_parse
@@ -17,7 +20,8 @@ out=${FUZZ_OUT:-$CARGO_TARGET_DIR/campaign}
 mkdir -p "$out"
 
 cd "$here"
-cargo fuzz build --fuzz-dir . >/dev/null
+san=${FUZZ_SANITIZER:-address}
+cargo fuzz build --fuzz-dir . --sanitizer "$san" --debug-assertions >/dev/null
 bin="$CARGO_TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release"
 if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo fuzz list --fuzz-dir .); fi
 
@@ -26,7 +30,7 @@ for t in "${targets[@]}"; do
     log="$out/$t.log"
     start=$(date +%s)
     result=ok
-    nice -n 10 "$bin/$t" -runs="$runs" -timeout=10 -rss_limit_mb=2048 \
+    nice -n ${FUZZ_NICE:-10} "$bin/$t" -runs="$runs" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="$out/artifacts/$t/" -print_final_stats=1 \
         "$out/corpus/$t" "$root/fixtures/corpus/$t" >"$log" 2>&1 || result=CRASH
     secs=$(( $(date +%s) - start ))

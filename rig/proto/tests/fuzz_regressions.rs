@@ -97,3 +97,63 @@ fn link_format_accepts_a_redundant_escape_in_a_quoted_string() {
     assert_eq!(text, r#"</3/0>;uri="a|b""#);
     assert_eq!(rig_proto::link::parse(&text).unwrap(), links);
 }
+
+/// content_tlv, 2026-11-28 (10 M campaign): `88 00 00` for `/31/3/0` is a
+/// Multiple Resource TLV with no instances; it decoded to no records, but the
+/// encoder refused to write no value at a resource path. Now an empty set of
+/// values at a resource path that is not a known single resource encodes as
+/// that empty Multiple Resource TLV again; a known single resource still needs
+/// exactly one value.
+#[test]
+fn tlv_empty_multiple_resource_round_trips() {
+    let reg = Registry::core();
+    for path in ["/31/3/0", "/3/0/7"] {
+        let base = ObjectPath::parse(path).unwrap();
+        let recs = content::decode(
+            ContentFormat::Tlv,
+            &base,
+            &[0x88, tlv_id(&base), 0x00],
+            &reg,
+        );
+        let recs = recs.unwrap();
+        assert!(recs.is_empty(), "{path}: {recs:?}");
+        let bytes = content::encode(ContentFormat::Tlv, &base, &recs, &reg).unwrap();
+        // The shortest form of the same TLV (length in the type byte).
+        assert_eq!(bytes, [0x80, tlv_id(&base)], "{path}");
+        let again = content::decode(ContentFormat::Tlv, &base, &bytes, &reg).unwrap();
+        assert!(again.is_empty(), "{path}: {again:?}");
+    }
+    let single = ObjectPath::parse("/3/0/0").unwrap();
+    assert!(content::encode(ContentFormat::Tlv, &single, &[], &reg).is_err());
+}
+
+fn tlv_id(path: &ObjectPath) -> u8 {
+    path.resource_id().map_or(0, |r| r.0 as u8)
+}
+
+/// content_senml_json and content_lwm2m_json, 2026-11-28 (10 M campaign): a
+/// float such as 1.3674913000000001e51 was written exactly but read back one
+/// ULP off (serde_json's default float parser is not correctly rounded), so
+/// decode → encode → decode changed the value. rig-proto now enables
+/// serde_json's `float_roundtrip`.
+#[test]
+fn json_floats_round_trip_exactly() {
+    let reg = Registry::core();
+    let base = ObjectPath::parse("/3/0/43").unwrap();
+    for f in [
+        1.3674913000000001e51_f64,
+        1.3674912444444445e51,
+        0.1 + 0.2,
+        5e-324,
+    ] {
+        let recs = vec![rig_proto::value::Record {
+            path: base,
+            value: rig_proto::value::Value::Float(f),
+        }];
+        for format in [ContentFormat::SenmlJson, ContentFormat::Lwm2mJson] {
+            let bytes = content::encode(format, &base, &recs, &reg).unwrap();
+            let back = content::decode(format, &base, &bytes, &reg).unwrap();
+            assert_eq!(back, recs, "{format}: {}", String::from_utf8_lossy(&bytes));
+        }
+    }
+}

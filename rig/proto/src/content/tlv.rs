@@ -597,10 +597,17 @@ pub fn encode(
         },
         3 => {
             if records.is_empty() {
-                return Err(EncodeError::NotSingle {
-                    format: F,
-                    count: 0,
-                });
+                // No value at a resource path is a multiple resource without
+                // instances (`88 id 00`); a known single resource needs one.
+                if registry.resource_at(base).is_some_and(|d| !d.multiple) {
+                    return Err(EncodeError::NotSingle {
+                        format: F,
+                        count: 0,
+                    });
+                }
+                let rid = base.resource_id().map_or(0, |r| r.0);
+                write_tlv(&mut out, TlvKind::MultipleResource, rid, &[]).map_err(too_big(*base))?;
+                return Ok(out);
             }
             write_resource(&mut out, base, records, registry)?;
         }
