@@ -278,6 +278,39 @@ pub struct SecurityContext {
     /// Something a passing case wants in its message (e.g. why the DUT
     /// refused a handshake in int-403).
     pub note: Option<String>,
+    /// How to bind a plain UDP socket where the LwM2M server lives (for a
+    /// service a case starts itself, e.g. the bootstrap server). `None`: bind
+    /// at the server's address directly (loopback).
+    pub udp_binder: Option<UdpBinder>,
+}
+
+/// Binds a plain UDP socket where the run's LwM2M server lives: on the
+/// simulated network that is the services namespace, whose address the rig's
+/// own namespace does not have. The CLI provides it.
+#[derive(Clone)]
+pub struct UdpBinder(Arc<UdpBindFn>);
+
+/// What a [`UdpBinder`] calls: an address in, a bound socket out.
+type UdpBindFn = dyn Fn(std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> + Send + Sync;
+
+impl UdpBinder {
+    /// A binder from a function that binds a socket.
+    pub fn new(
+        f: impl Fn(std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Binds a socket at `addr` (port 0: a free port).
+    pub fn bind(&self, addr: std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+        (self.0)(addr)
+    }
+}
+
+impl std::fmt::Debug for UdpBinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UdpBinder")
+    }
 }
 
 /// Everything a case body can use. The engine builds one per case.

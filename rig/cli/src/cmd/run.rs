@@ -16,7 +16,7 @@ use rig_report::markdown::MarkdownReporter;
 use rig_report::record::RecordReporter;
 use rig_report::{Fanout, Reporter as _};
 use rig_services::lwm2m::{Lwm2mServer, ServerConfig};
-use rig_suite::case::{SecureBinder, SecurityContext};
+use rig_suite::case::{SecureBinder, SecurityContext, UdpBinder};
 use rig_suite::engine::{self, PlanOptions, Rig, RunResult, RunSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -135,11 +135,15 @@ pub(crate) fn main(args: RunArgs) -> u8 {
             evidence_dir: out.clone(),
             endpoint: format!("rig-{}", run_id.to_lowercase()),
         };
+        let udp_binder = simnet
+            .as_ref()
+            .map(|net| namespace_udp_binder(net.services_namespace()));
         let rig = Rig {
             server,
             dut,
             security: SecurityContext {
                 binder: Some(binder),
+                udp_binder,
                 credentials: Some(std::sync::Arc::new(bench.security.clone())),
                 ..SecurityContext::default()
             },
@@ -271,6 +275,15 @@ fn namespace_binder(ns: rig_net::Namespace) -> Result<SecureBinder, String> {
     }))
 }
 
+/// A [`UdpBinder`] that makes plain UDP sockets inside the services namespace
+/// (on a short-lived thread that entered it; a socket keeps its namespace).
+fn namespace_udp_binder(ns: rig_net::Namespace) -> UdpBinder {
+    UdpBinder::new(move |addr| {
+        ns.run(move || std::net::UdpSocket::bind(addr))
+            .map_err(|e| std::io::Error::other(format!("network namespace {}: {e}", ns.name())))?
+    })
+}
+
 /// Prints where the reports are and the summary line; returns the exit code.
 fn finish(result: &RunResult, out: &Path, errors: Vec<rig_report::ReportError>) -> u8 {
     let s = &result.summary;
@@ -289,6 +302,7 @@ fn finish(result: &RunResult, out: &Path, errors: Vec<rig_report::ReportError>) 
         result.outcome
     );
     println!("report: {}", out.join("report.md").display());
+    println!("html:   {}", out.join("report.html").display());
     println!("junit:  {}", out.join("junit.xml").display());
     let code = engine::exit_code(result);
     if errors.is_empty() {

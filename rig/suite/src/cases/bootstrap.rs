@@ -130,13 +130,22 @@ fn expect_code(what: &str, r: &Response, code: Code) -> CaseResult {
 /// Bootstrap-Request.
 async fn start_c13(cx: &mut CaseContext) -> Result<BootstrapServer, CaseFailure> {
     let ip = cx.server.local_addr().ip();
-    let bs = BootstrapServer::bind(SocketAddr::new(ip, 0))
-        .await
-        .map_err(|e| {
-            CaseFailure::inconclusive(format!(
-                "cannot bind the bootstrap server next to the LwM2M server ({ip}): {e}"
-            ))
-        })?;
+    let addr = SocketAddr::new(ip, 0);
+    let cannot = |e: String| {
+        CaseFailure::inconclusive(format!(
+            "cannot bind the bootstrap server next to the LwM2M server ({ip}): {e}"
+        ))
+    };
+    let bs = match cx.security.udp_binder.clone() {
+        // On the simulated network: a socket made in the services namespace.
+        Some(binder) => {
+            let socket = binder.bind(addr).map_err(|e| cannot(e.to_string()))?;
+            BootstrapServer::from_std(socket).map_err(|e| cannot(e.to_string()))?
+        }
+        None => BootstrapServer::bind(addr)
+            .await
+            .map_err(|e| cannot(e.to_string()))?,
+    };
     let mut cfg = start::dut_config(cx, EtsConfig::C1);
     cfg.extra.insert("bootstrap_uri".into(), bs.uri());
     cfg.extra.insert("bootstrap_only".into(), "true".into());
