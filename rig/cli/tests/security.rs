@@ -10,82 +10,14 @@
 #![allow(clippy::panic, clippy::unwrap_used)] // test helpers may panic: that is how a test fails
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const RIG: &str = env!("CARGO_BIN_EXE_rig");
+mod common;
+use common::{ensure_agent, rig, root, run_bounded, status_of, text};
 
 /// The longest a whole security run may take (19 cases, some wait for a
 /// 20 s lifetime).
 const RUN_LIMIT: Duration = Duration::from_secs(600);
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Makes sure `rig-agent` sits next to `rig` (where rig-bench looks for it).
-fn ensure_agent() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let agent = Path::new(RIG).with_file_name("rig-agent");
-        if agent.is_file() {
-            return;
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "rig-agent"])
-            .current_dir(root())
-            .status()
-            .expect("run cargo build -p rig-agent");
-        assert!(status.success(), "cargo build -p rig-agent failed");
-    });
-}
-
-fn rig(args: &[&str]) -> Command {
-    let mut c = Command::new(RIG);
-    c.args(args)
-        .current_dir(root())
-        .env_remove("RIG_AGENT")
-        .env("COLUMNS", "100");
-    c
-}
-
-fn wait_bounded(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "rig ran longer than {limit:?}; stdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_bounded(child, limit)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn read_json(dir: &Path) -> serde_json::Value {
     let raw = std::fs::read_to_string(dir.join("run.json")).unwrap();
@@ -110,12 +42,6 @@ fn junit_cases(dir: &Path) -> Vec<(String, String)> {
             (name, status)
         })
         .collect()
-}
-
-fn status_of(out: &Output) -> i32 {
-    out.status
-        .code()
-        .unwrap_or_else(|| panic!("rig died by a signal: {:?}", out.status))
 }
 
 fn measurement(case: &serde_json::Value, name: &str) -> Option<f64> {
