@@ -196,6 +196,9 @@ async fn context(time_scale: f64, silent: bool, ep: &str) -> CaseContext {
         measurements: Vec::new(),
         progress,
         security: Default::default(),
+        net: Default::default(),
+        params: Default::default(),
+        params_source: String::new(),
     }
 }
 

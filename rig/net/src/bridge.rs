@@ -118,15 +118,27 @@ enum Cmd {
     Cut(Option<Direction>, Option<Duration>),
     Restore(Option<Direction>),
     Rebind,
+    SetLink(Box<[Pipeline; 2]>, Reply<()>),
     Stop(Reply<BridgeSummary>),
 }
 
-/// Handle on a running bridge. Dropping it stops the bridge.
+/// Handle on a running bridge. Dropping it stops the bridge. It derefs to a
+/// [`BridgeControl`], which is what cases share while the run owns this.
 #[derive(Debug)]
 pub struct Bridge {
-    tx: Sender<Cmd>,
-    wake: UnixDatagram,
+    control: BridgeControl,
     thread: Option<JoinHandle<()>>,
+}
+
+/// A cloneable remote control of a running [`Bridge`]: captures, accounting
+/// windows, cuts, NAT rebinding and link changes. Every command fails with
+/// [`NetError::BridgeGone`] once the bridge has stopped; none blocks for more
+/// than 10 s.
+#[derive(Debug, Clone)]
+pub struct BridgeControl {
+    tx: Sender<Cmd>,
+    wake: std::sync::Arc<UnixDatagram>,
+    seed: u64,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -324,6 +336,10 @@ impl State {
                     self.pipes[idx(d)].restore(now);
                 }
             }
+            Cmd::SetLink(pipes, reply) => {
+                self.pipes = *pipes;
+                reply.send(Ok(())).ok();
+            }
             Cmd::Rebind => {
                 if let Some(n) = &mut self.nat {
                     n.rebind();
@@ -491,6 +507,7 @@ impl Bridge {
         svc_if: &str,
         cfg: BridgeConfig,
     ) -> Result<Bridge, NetError> {
+        let seed = cfg.seed;
         let pipes = [
             Pipeline::new(&cfg.up, cfg.seed, 0).map_err(|e| rename(e, "up"))?,
             Pipeline::new(&cfg.down, cfg.seed, 1).map_err(|e| rename(e, "down"))?,
@@ -556,8 +573,11 @@ impl Bridge {
             })?;
         match ready_rx.recv_timeout(REPLY_TIMEOUT) {
             Ok(Ok(())) => Ok(Bridge {
-                tx,
-                wake: wake_tx,
+                control: BridgeControl {
+                    tx,
+                    wake: std::sync::Arc::new(wake_tx),
+                    seed,
+                },
                 thread: Some(thread),
             }),
             Ok(Err(e)) => {
@@ -570,6 +590,23 @@ impl Bridge {
         }
     }
 
+    /// A cloneable control of this bridge, for whoever needs to cut, window
+    /// or re-profile the link while the run owns the bridge.
+    pub fn control(&self) -> BridgeControl {
+        self.control.clone()
+    }
+
+    /// Stops the bridge and returns the run's totals.
+    pub fn stop(mut self) -> Result<BridgeSummary, NetError> {
+        let r = self.ask(Cmd::Stop);
+        if let Some(t) = self.thread.take() {
+            t.join().ok();
+        }
+        r
+    }
+}
+
+impl BridgeControl {
     fn send(&self, cmd: Cmd) -> Result<(), NetError> {
         self.tx
             .send(cmd)
@@ -631,13 +668,22 @@ impl Bridge {
         self.send(Cmd::Rebind)
     }
 
-    /// Stops the bridge and returns the run's totals.
-    pub fn stop(mut self) -> Result<BridgeSummary, NetError> {
-        let r = self.ask(Cmd::Stop);
-        if let Some(t) = self.thread.take() {
-            t.join().ok();
-        }
-        r
+    /// Replaces both directions' impairment pipelines with `up` and `down`
+    /// (e.g. a link profile for one case), now. Frames queued in the old
+    /// pipelines are discarded. The seed is the bridge's.
+    pub fn set_link(&self, up: &DirectionConfig, down: &DirectionConfig) -> Result<(), NetError> {
+        let pipes = [
+            Pipeline::new(up, self.seed, 0).map_err(|e| rename(e, "up"))?,
+            Pipeline::new(down, self.seed, 1).map_err(|e| rename(e, "down"))?,
+        ];
+        self.ask(|r| Cmd::SetLink(Box::new(pipes), r))
+    }
+}
+
+impl std::ops::Deref for Bridge {
+    type Target = BridgeControl;
+    fn deref(&self) -> &BridgeControl {
+        &self.control
     }
 }
 

@@ -313,6 +313,97 @@ impl std::fmt::Debug for UdpBinder {
     }
 }
 
+/// The network a case runs on: where the rig's services listen (loopback, or
+/// the services namespace of the simulated network), and, on the simulated
+/// network, a control of the link bridge for accounting windows, cuts, NAT
+/// rebinding and link profiles. A cheap handle; the CLI builds it.
+#[derive(Clone, Debug)]
+pub struct CaseNetwork {
+    services: Option<rig_net::Namespace>,
+    services_ip: std::net::IpAddr,
+    bridge: Option<rig_net::BridgeControl>,
+}
+
+impl Default for CaseNetwork {
+    fn default() -> Self {
+        Self::loopback()
+    }
+}
+
+impl CaseNetwork {
+    /// Services on `127.0.0.1`, no bridge (nothing measured, nothing impaired).
+    pub fn loopback() -> Self {
+        Self {
+            services: None,
+            services_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            bridge: None,
+        }
+    }
+
+    /// The simulated network: services bound inside `services` (at its
+    /// address), the link driven through `bridge`.
+    pub fn simulated(services: rig_net::Namespace, bridge: rig_net::BridgeControl) -> Self {
+        let services_ip = services
+            .addr()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+            .into();
+        Self {
+            services: Some(services),
+            services_ip,
+            bridge: Some(bridge),
+        }
+    }
+
+    /// Whether this is the simulated network (frames cross the bridge).
+    pub fn is_simulated(&self) -> bool {
+        self.bridge.is_some()
+    }
+
+    /// The address the DUT reaches the rig's services at.
+    pub fn services_ip(&self) -> std::net::IpAddr {
+        self.services_ip
+    }
+
+    /// A UDP socket for a service, at [`Self::services_ip`] and `port` (0: a
+    /// free port). On the simulated network it is bound inside the services
+    /// namespace; turn it into a tokio socket with `set_nonblocking` and
+    /// `from_std`.
+    pub fn bind_udp(&self, port: u16) -> std::io::Result<std::net::UdpSocket> {
+        let addr = std::net::SocketAddr::new(self.services_ip, port);
+        match &self.services {
+            Some(ns) => ns.bind_udp(addr).map_err(std::io::Error::other),
+            None => std::net::UdpSocket::bind(addr),
+        }
+    }
+
+    /// A TCP listener for a service (a broker, a file server), as
+    /// [`Self::bind_udp`].
+    pub fn bind_tcp(&self, port: u16) -> std::io::Result<std::net::TcpListener> {
+        let addr = std::net::SocketAddr::new(self.services_ip, port);
+        match &self.services {
+            Some(ns) => ns.bind_tcp(addr).map_err(std::io::Error::other),
+            None => std::net::TcpListener::bind(addr),
+        }
+    }
+
+    /// The link bridge, on the simulated network. Its calls block for at
+    /// most 10 s each (a channel round trip to the bridge thread).
+    pub fn bridge(&self) -> Option<&rig_net::BridgeControl> {
+        self.bridge.as_ref()
+    }
+
+    /// The link bridge, or Not Applicable naming what the case needs it for
+    /// (`"a cut of the link"`, `"byte accounting"`).
+    pub fn require_bridge(&self, what: &str) -> Result<&rig_net::BridgeControl, CaseFailure> {
+        self.bridge.as_ref().ok_or_else(|| {
+            CaseFailure::not_applicable(format!(
+                "{what} needs the simulated network (a bench with network = {{ kind = \"sim\" }}); \
+                 this run is on loopback"
+            ))
+        })
+    }
+}
+
 /// Everything a case body can use. The engine builds one per case.
 pub struct CaseContext {
     /// The rig's LwM2M server (a cheap handle).
@@ -329,6 +420,13 @@ pub struct CaseContext {
     pub progress: tokio::sync::mpsc::UnboundedSender<String>,
     /// The security mode, credentials and secure-server binder.
     pub security: SecurityContext,
+    /// The network: where services bind, and the link bridge if simulated.
+    pub net: CaseNetwork,
+    /// The suite file's parameters for this case (`[params."<glob>"]`,
+    /// merged in file order); read them with [`CaseContext::param`].
+    pub params: BTreeMap<String, toml::Value>,
+    /// Where [`CaseContext::params`] came from (the suite file), for messages.
+    pub params_source: String,
 }
 
 impl CaseContext {
@@ -346,6 +444,29 @@ impl CaseContext {
     pub fn step(&self, message: impl Into<String>) {
         // A closed channel only means no reporter listens any more.
         let _ = self.progress.send(message.into());
+    }
+
+    /// The suite parameter `key` as a `T`, or `default` when the suite does
+    /// not set it. A value of the wrong type is an infrastructure error that
+    /// names the suite file, the key and what was expected.
+    pub fn param<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        default: T,
+    ) -> Result<T, CaseFailure> {
+        match self.params.get(key) {
+            None => Ok(default),
+            Some(v) => v.clone().try_into().map_err(|e| {
+                CaseFailure::infra(format!(
+                    "{}: params.{key} = {v}: {e}",
+                    if self.params_source.is_empty() {
+                        "suite"
+                    } else {
+                        &self.params_source
+                    }
+                ))
+            }),
+        }
     }
 
     /// A protocol duration divided by the time scale.

@@ -31,7 +31,7 @@
 //!
 //! The engine never formats a report and never parses bytes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,7 +47,9 @@ use rig_services::lwm2m::Lwm2mServer;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::case::{Area, CaseContext, CaseDef, CaseFailure, SecurityContext, SecurityMode};
+use crate::case::{
+    Area, CaseContext, CaseDef, CaseFailure, CaseNetwork, SecurityContext, SecurityMode,
+};
 use crate::start::ServerCert;
 
 /// The message of the case that was running when the user pressed Ctrl-C.
@@ -78,6 +80,11 @@ pub struct SuiteSelection {
     /// mode, as `<id>[<mode>]` (cases of the Security area, which fix their
     /// own mode, run once). Empty: each case once, unsuffixed.
     pub matrix: Vec<SecurityMode>,
+    /// The suite file (for messages about its parameters); empty if none.
+    pub source: String,
+    /// Per-case parameters for each selected case id (see
+    /// [`crate::file::SuiteFile::params_for`]); a case not here has none.
+    pub params: BTreeMap<String, BTreeMap<String, toml::Value>>,
 }
 
 /// Plan options that come from the command line and the bench.
@@ -328,6 +335,8 @@ pub struct Rig {
     /// How to go secure: the binder for `coaps://` servers next to `server`
     /// and the bench's credentials (the mode fields are per case).
     pub security: SecurityContext,
+    /// The network the cases run on.
+    pub net: CaseNetwork,
 }
 
 impl std::fmt::Debug for Rig {
@@ -435,6 +444,7 @@ pub async fn run_with_hooks(
         server,
         mut dut,
         security,
+        net,
     } = rig;
     let mut records: Vec<CaseRecord> = Vec::with_capacity(plan.entries.len());
     let mut stop: Option<(RunOutcome, String)> = None;
@@ -486,13 +496,26 @@ pub async fn run_with_hooks(
             index,
             time_scale,
             suite_name: &suite.name,
+            params: suite
+                .params
+                .get(entry.case.meta.id)
+                .cloned()
+                .unwrap_or_default(),
+            params_source: suite.source.clone(),
             suite_end,
             run_end: run_deadline,
             settings,
             cancel,
         };
         let (record, bound, back) = ctx
-            .run(server.clone(), dut, security.clone(), hooks, emit)
+            .run(
+                server.clone(),
+                dut,
+                security.clone(),
+                net.clone(),
+                hooks,
+                emit,
+            )
             .await;
         dut = back;
         let verdict = record.verdict;
@@ -541,6 +564,7 @@ pub async fn run_with_hooks(
             server,
             dut,
             security,
+            net,
         },
     )
 }
@@ -597,6 +621,8 @@ struct CaseRun<'a> {
     index: usize,
     time_scale: f64,
     suite_name: &'a str,
+    params: BTreeMap<String, toml::Value>,
+    params_source: String,
     suite_end: Option<Instant>,
     run_end: Option<Instant>,
     settings: &'a RunSettings,
@@ -621,6 +647,7 @@ impl CaseRun<'_> {
         server: Lwm2mServer,
         dut: Box<dyn Dut>,
         security: SecurityContext,
+        net: CaseNetwork,
         hooks: &mut dyn CaseHooks,
         emit: &mut dyn FnMut(&RunEvent),
     ) -> (CaseRecord, Option<Bound>, Box<dyn Dut>) {
@@ -674,6 +701,9 @@ impl CaseRun<'_> {
                 matrix: self.entry.security,
                 ..security
             },
+            net,
+            params: self.params.clone(),
+            params_source: self.params_source.clone(),
         };
         let mut last_step = String::from("(none: the case reported no step)");
         let end = {
@@ -1021,6 +1051,8 @@ mod tests {
             time_scale: None,
             timeout: None,
             matrix: vec![],
+            source: String::new(),
+            params: BTreeMap::new(),
         }
     }
 
@@ -1162,6 +1194,7 @@ mod tests {
                 console: Arc::default(),
             }),
             security: SecurityContext::default(),
+            net: CaseNetwork::loopback(),
         };
         let mut settings = RunSettings {
             time_scale: None,
@@ -1369,6 +1402,8 @@ mod tests {
             index: 0,
             time_scale,
             suite_name: "s",
+            params: BTreeMap::new(),
+            params_source: String::new(),
             suite_end: None,
             run_end: None,
             settings: &settings,

@@ -229,6 +229,14 @@ impl SuiteFile {
             time_scale: self.time_scale,
             timeout: self.timeout,
             matrix: self.security_modes(),
+            source: self.path.display().to_string(),
+            params: crate::cases::all()
+                .iter()
+                .map(|c| c.meta.id)
+                .filter(|id| self.selects(id))
+                .map(|id| (id.to_string(), self.params_for(id)))
+                .filter(|(_, p)| !p.is_empty())
+                .collect(),
         }
     }
 

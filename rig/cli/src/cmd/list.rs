@@ -20,6 +20,8 @@ pub(crate) fn main(args: ListArgs) -> u8 {
             time_scale: None,
             timeout: None,
             matrix: vec![],
+            source: String::new(),
+            params: Default::default(),
         }]
     } else {
         match super::load_suites(&args.suites) {

@@ -138,9 +138,14 @@ pub(crate) fn main(args: RunArgs) -> u8 {
         let udp_binder = simnet
             .as_ref()
             .map(|net| namespace_udp_binder(net.services_namespace()));
+        let net = simnet
+            .as_ref()
+            .and_then(SimNet::case_network)
+            .unwrap_or_default();
         let rig = Rig {
             server,
             dut,
+            net,
             security: SecurityContext {
                 binder: Some(binder),
                 udp_binder,

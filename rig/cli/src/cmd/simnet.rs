@@ -113,6 +113,16 @@ impl SimNet {
         self.net.services().clone()
     }
 
+    /// What cases see of this network: the services namespace and a control
+    /// of the bridge.
+    pub(crate) fn case_network(&self) -> Option<rig_suite::case::CaseNetwork> {
+        let bridge = self.bridge.as_ref()?.control();
+        Some(rig_suite::case::CaseNetwork::simulated(
+            self.net.services().clone(),
+            bridge,
+        ))
+    }
+
     /// A UDP socket bound to [`SERVER_ADDR`] inside the services namespace.
     pub(crate) fn bind_server_socket(&self) -> Result<std::net::UdpSocket, String> {
         let addr = SERVER_ADDR
