@@ -6,6 +6,9 @@
 # FUZZ_SANITIZER picks cargo-fuzz's sanitizer (default address; `none` runs
 # several times faster, and rig-proto has no unsafe code for ASan to watch;
 # overflow checks stay on through --debug-assertions either way).
+# FUZZ_MAX_TIME (seconds, default none) stops a target earlier than FUZZ_RUNS
+# (the shared machine's deadline); its row then gives the executions reached.
+# FUZZ_NICE (default 10) is the nice level.
 #
 #   rig/fuzz/campaign.sh                       # every target
 #   rig/fuzz/campaign.sh content_cbor path_parse
@@ -14,6 +17,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 runs=${FUZZ_RUNS:-10000000}
+max_time=()
+if [ -n "${FUZZ_MAX_TIME:-}" ]; then max_time=(-max_total_time="$FUZZ_MAX_TIME"); fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target/fuzz}
 export RUSTC_BOOTSTRAP=1
 out=${FUZZ_OUT:-$CARGO_TARGET_DIR/campaign}
@@ -30,7 +35,7 @@ for t in "${targets[@]}"; do
     log="$out/$t.log"
     start=$(date +%s)
     result=ok
-    nice -n ${FUZZ_NICE:-10} "$bin/$t" -runs="$runs" -timeout=10 -rss_limit_mb=2048 \
+    nice -n ${FUZZ_NICE:-10} "$bin/$t" -runs="$runs" "${max_time[@]}" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="$out/artifacts/$t/" -print_final_stats=1 \
         "$out/corpus/$t" "$root/fixtures/corpus/$t" >"$log" 2>&1 || result=CRASH
     secs=$(( $(date +%s) - start ))

@@ -66,7 +66,7 @@ pub trait ConsoleLog: Send + Sync {
 
 /// A device under test.
 #[async_trait]
-pub trait Dut: Send {
+pub trait Dut: Send + Sync {
     /// Starts the DUT (spawning, flashing or deploying as its kind needs) with this
     /// provisioning. If it is already running, it is stopped first.
     async fn start(&mut self, config: &DutConfig) -> Result<(), BenchError>;

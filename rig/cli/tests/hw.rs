@@ -18,89 +18,11 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-const RIG: &str = env!("CARGO_BIN_EXE_rig");
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Makes sure `rig-agent` sits next to `rig` (where rig-bench looks for it).
-fn ensure_agent() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let agent = Path::new(RIG).with_file_name("rig-agent");
-            if !agent.is_file() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let status = Command::new(cargo)
-                    .args(["build", "-p", "rig-agent"])
-                    .current_dir(root())
-                    .status()
-                    .expect("run cargo build -p rig-agent");
-                assert!(status.success(), "cargo build -p rig-agent failed");
-            }
-            assert!(agent.is_file(), "{} missing", agent.display());
-            agent
-        })
-        .clone()
-}
-
-fn rig(args: &[&str]) -> Command {
-    let mut c = Command::new(RIG);
-    c.args(args)
-        .current_dir(root())
-        .env_remove("RIG_AGENT")
-        .env_remove("RIG_LEASE_DIR")
-        .env_remove("RIG_SCAN_DEV")
-        .env("COLUMNS", "100");
-    c
-}
-
-fn wait_bounded(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "rig ran longer than {limit:?}; stdout:\n{}\nstderr:\n{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_bounded(child, limit)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn status_of(out: &Output) -> i32 {
-    out.status
-        .code()
-        .unwrap_or_else(|| panic!("rig died by a signal: {:?}", out.status))
-}
+mod common;
+use common::*;
 
 fn both(out: &Output) -> String {
     format!(
@@ -165,7 +87,7 @@ fn bench_scan_on_an_empty_host_says_so_and_its_skeleton_passes_doctor() {
     let bench = dir.path().join("scanned.toml");
     std::fs::write(&bench, fill(&skeleton)).unwrap();
     let o = run_bounded(
-        &mut rig(&["doctor", "--bench", bench.to_str().unwrap()]),
+        rig(&["doctor", "--bench", bench.to_str().unwrap()]),
         Duration::from_secs(30),
     );
     assert_ne!(
@@ -222,7 +144,7 @@ fn bench_scan_lists_ports_and_buses_of_a_fake_dev_tree() {
     let bench = dir.path().join("scanned.toml");
     std::fs::write(&bench, fill(&skeleton)).unwrap();
     let o = run_bounded(
-        &mut rig(&["doctor", "--bench", bench.to_str().unwrap()]),
+        rig(&["doctor", "--bench", bench.to_str().unwrap()]),
         Duration::from_secs(30),
     );
     assert_eq!(status_of(&o), 2, "{}", both(&o));
@@ -302,7 +224,7 @@ fn a_second_run_on_a_leased_bench_fails_at_once_naming_the_holder_or_waits() {
     // Busy: exit 2 at once, naming the holder's pid, host, command and start.
     let started = Instant::now();
     let o = run_bounded(
-        &mut leased_run(&leases, &dir.path().join("b"), &[]),
+        leased_run(&leases, &dir.path().join("b"), &[]),
         Duration::from_secs(20),
     );
     assert!(started.elapsed() < Duration::from_secs(10), "not at once");

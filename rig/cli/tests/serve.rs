@@ -13,11 +13,11 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-const RIG: &str = env!("CARGO_BIN_EXE_rig");
+mod common;
+use common::{RIG, ensure_agent, rig, root};
 /// How long any one expected line may take.
 const WAIT: Duration = Duration::from_secs(20);
 /// How long `rig serve` may take to stop after a signal (its own bound is 5 s).
@@ -30,14 +30,6 @@ const PSK_KEY: &str = "serve-secret-key";
 const AGENT_PSK_IDENTITY: &str = "rig-dev-psk";
 const AGENT_PSK_KEY_HEX: &str = "c7ffbeddffd4dc8c4787b554a90a9184";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
 fn pki(name: &str) -> String {
     root()
         .join("fixtures/pki")
@@ -46,25 +38,9 @@ fn pki(name: &str) -> String {
         .into_owned()
 }
 
-/// Makes sure `rig-agent` sits next to `rig` (see tests/e2e.rs).
+/// `rig-agent` next to `rig` (built once if missing).
 fn agent_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let agent = Path::new(RIG).with_file_name("rig-agent");
-            if !agent.is_file() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let status = Command::new(cargo)
-                    .args(["build", "-p", "rig-agent"])
-                    .current_dir(root())
-                    .status()
-                    .expect("run cargo build -p rig-agent");
-                assert!(status.success(), "cargo build -p rig-agent failed");
-            }
-            assert!(agent.is_file(), "{} missing", agent.display());
-            agent
-        })
-        .clone()
+    ensure_agent()
 }
 
 fn require(tool: &str) {
@@ -496,43 +472,29 @@ fn json_lines_carry_the_listeners_and_the_events() {
     }
 }
 
-fn run_bounded(args: &[&str]) -> Output {
-    let mut child = Command::new(RIG)
-        .args(args)
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("rig {args:?} did not finish in 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+/// Runs `rig <args>` to its end, at most 30 s.
+fn run_rig(args: &[&str]) -> Output {
+    common::run_bounded(rig(args), Duration::from_secs(30))
 }
 
 #[test]
 fn bad_flags_and_files_are_clear_usage_errors() {
-    let o = run_bounded(&["serve", "--listen", "nonsense"]);
+    let o = run_rig(&["serve", "--listen", "nonsense"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("`nonsense` is not an address"), "{err}");
 
-    let o = run_bounded(&["serve", "--listen", "127.0.0.1:65500"]);
+    let o = run_rig(&["serve", "--listen", "127.0.0.1:65500"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("too high"), "{err}");
 
-    let o = run_bounded(&["serve", "--bench", "hardware/no-such-bench.toml"]);
+    let o = run_rig(&["serve", "--bench", "hardware/no-such-bench.toml"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("no-such-bench.toml"), "{err}");
 
-    let o = run_bounded(&["serve", "--without", "coffee"]);
+    let o = run_rig(&["serve", "--without", "coffee"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("coffee") && err.contains("mqtt"), "{err}");
@@ -547,7 +509,7 @@ fn bad_flags_and_files_are_clear_usage_errors() {
         format!("{loopback}\n[security]\nstore = \"store.toml\"\n"),
     )
     .unwrap();
-    let o = run_bounded(&[
+    let o = run_rig(&[
         "serve",
         "--bench",
         bench.to_str().unwrap(),

@@ -157,3 +157,144 @@ fn json_floats_round_trip_exactly() {
         }
     }
 }
+
+/// coap_endpoint_ops, 2026-11-28 (10 M campaign, input
+/// `fixtures/corpus/coap_endpoint_ops/regression-oversized-datagram`): a
+/// confirmable FETCH with a 1 389-byte body went out block-wise (Block1, 1 024-byte
+/// blocks), but once the upload ended and the response came block-wise
+/// (Block2), every follow-up request repeated the WHOLE body: a 1 404-byte
+/// datagram with a `max_message_size` of 1 152. RFC 7959 §3.3 (Figure 9): the
+/// Block2 follow-ups of a block-wise request carry Block2 only, no Block1 and
+/// no payload, as the server already holds the request. Spelled out here with
+/// the fuzz case's token length (5) and the exact follow-up bytes.
+#[test]
+fn block2_follow_ups_after_a_block1_body_carry_no_payload() {
+    use rig_proto::coap::message::{self, request, response};
+    use rig_proto::coap::{
+        BlockValue, CoapOption, Config, Endpoint, Event, Method, RequestOptions, ResponseCode,
+    };
+    use rig_proto::time::Instant;
+    use std::net::SocketAddr;
+
+    let c_addr: SocketAddr = "10.0.0.2:5683".parse().unwrap();
+    let s_addr: SocketAddr = "10.0.0.1:5683".parse().unwrap();
+    let cfg = Config {
+        token_len: 5,
+        ..Config::default()
+    };
+    let max = cfg.max_message_size;
+    assert_eq!(max, 1152);
+    let mut client = Endpoint::new(cfg.clone(), 0x0403);
+    let mut server = Endpoint::new(cfg, 0x0200);
+    let now = Instant::ZERO;
+    let body: Vec<u8> = (0..1389u32).map(|i| i as u8).collect();
+    let mut req = request(Method::Fetch, true, "/rd");
+    req.payload = body.clone();
+    let opts = RequestOptions {
+        block_size: Some(1024),
+        ..RequestOptions::default()
+    };
+    let id = client.send_request_with(now, s_addr, req, opts).unwrap();
+
+    // Block1 0/M/1024 (with Size1), answered 2.31 Continue.
+    let t1 = client.poll_transmit().unwrap();
+    assert!(t1.payload.len() <= max, "{} bytes", t1.payload.len());
+    let p1 = message::parse(&t1.payload).unwrap();
+    assert_eq!(
+        BlockValue::from_packet(&p1, CoapOption::Block1),
+        Some(Ok(BlockValue::new(0, true, 1024)))
+    );
+    assert_eq!(p1.payload, body[..1024]);
+    server.handle_datagram(now, c_addr, &t1.payload);
+    let cont = server.poll_transmit().unwrap();
+    assert_eq!(
+        message::response_code(&message::parse(&cont.payload).unwrap()),
+        Some(ResponseCode::Continue)
+    );
+    client.handle_datagram(now, s_addr, &cont.payload);
+
+    // Block1 1/-/1024: the last 365 bytes; the server app gets the whole body
+    // and answers with a 2 100-byte representation, so Block2 0/M/1024.
+    let t2 = client.poll_transmit().unwrap();
+    let p2 = message::parse(&t2.payload).unwrap();
+    assert_eq!(p2.payload, body[1024..]);
+    server.handle_datagram(now, c_addr, &t2.payload);
+    let Some(Event::Request {
+        id: incoming,
+        request: got,
+        ..
+    }) = server.poll_event()
+    else {
+        panic!("no request event")
+    };
+    assert_eq!(got.payload, body);
+    let mut r = response(ResponseCode::Content);
+    r.payload = vec![0x5a; 2100];
+    server.respond(now, incoming, r).unwrap();
+    let b0 = server.poll_transmit().unwrap();
+    assert!(b0.payload.len() <= max);
+    client.handle_datagram(now, s_addr, &b0.payload);
+
+    // The follow-up for block 1: this datagram was 1 404 bytes. Now exactly
+    // CON FETCH, next message id, same token, Uri-Path "rd", Block2 1/0/1024.
+    let t3 = client.poll_transmit().unwrap();
+    let mid = u16::from_be_bytes([t1.payload[2], t1.payload[3]]).wrapping_add(2);
+    let mut want = vec![0x45, 0x05];
+    want.extend_from_slice(&mid.to_be_bytes());
+    want.extend_from_slice(&t1.payload[4..9]); // the 5-byte token
+    want.extend_from_slice(&[0xb2, b'r', b'd', 0xc1, 0x16]);
+    assert_eq!(t3.payload, want);
+
+    // Blocks 1 and 2 come from the server's block cache; the client
+    // reassembles the 2 100 bytes.
+    server.handle_datagram(now, c_addr, &t3.payload);
+    let b1 = server.poll_transmit().unwrap();
+    client.handle_datagram(now, s_addr, &b1.payload);
+    let t4 = client.poll_transmit().unwrap();
+    assert!(message::parse(&t4.payload).unwrap().payload.is_empty());
+    server.handle_datagram(now, c_addr, &t4.payload);
+    let b2 = server.poll_transmit().unwrap();
+    client.handle_datagram(now, s_addr, &b2.payload);
+    match client.poll_event() {
+        Some(Event::Response {
+            id: done, response, ..
+        }) => {
+            assert_eq!(done, id);
+            assert_eq!(response.payload, vec![0x5a; 2100]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.poll_timeout(), None);
+}
+
+/// The same fix's other side: `send_request_with` now refuses a request whose
+/// largest message (its options, one block or the whole body, and the Block1,
+/// Size1 and Block2 options at their longest) would exceed
+/// `max_message_size`, so the endpoint never has to send one.
+#[test]
+fn send_request_refuses_what_cannot_fit_with_block_options() {
+    use rig_proto::coap::message::request;
+    use rig_proto::coap::{Config, Endpoint, Method, SendError};
+    use rig_proto::time::Instant;
+
+    let peer = "10.0.0.1:5683".parse().unwrap();
+    let cfg = Config {
+        max_message_size: 64,
+        preferred_block_size: 32,
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(cfg, 7);
+    // 4 header + 8 token + 3 Uri-Path + Block1 (4) + Size1 (2) + Block2 (4) + 1 marker + 32 = 58.
+    let mut ok = request(Method::Put, true, "/a");
+    ok.payload = vec![1; 100];
+    ep.send_request(Instant::ZERO, peer, ok).unwrap();
+    let t = ep.poll_transmit().unwrap();
+    assert!(t.payload.len() <= 64, "{} bytes", t.payload.len());
+    // Seven more bytes of Uri-Path push the largest block message over 64.
+    let mut big = request(Method::Put, true, "/abcdefgh");
+    big.payload = vec![1; 100];
+    match ep.send_request(Instant::ZERO, peer, big) {
+        Err(SendError::TooLarge { size, limit: 64 }) => assert_eq!(size, 65),
+        other => panic!("{other:?}"),
+    }
+}

@@ -24,10 +24,10 @@ pub(crate) fn root() -> PathBuf {
 /// Makes sure `rig-agent` sits next to `rig` (where rig-bench looks for it).
 /// `cargo xtask test` builds the whole workspace first; a plain
 /// `cargo test -p rig` may not have, so build it once here.
-pub(crate) fn ensure_agent() {
+pub(crate) fn ensure_agent() -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
+    let agent = Path::new(RIG).with_file_name("rig-agent");
     BUILT.get_or_init(|| {
-        let agent = Path::new(RIG).with_file_name("rig-agent");
         if agent.is_file() {
             return;
         }
@@ -44,6 +44,7 @@ pub(crate) fn ensure_agent() {
             agent.display()
         );
     });
+    agent
 }
 
 pub(crate) fn rig(args: &[&str]) -> Command {
@@ -52,6 +53,8 @@ pub(crate) fn rig(args: &[&str]) -> Command {
     c.args(args)
         .current_dir(root())
         .env_remove("RIG_AGENT")
+        .env_remove("RIG_LEASE_DIR")
+        .env_remove("RIG_SCAN_DEV")
         .env("COLUMNS", "100");
     c
 }
@@ -76,8 +79,13 @@ pub(crate) fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     }
 }
 
-pub(crate) fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+/// Runs a command to its end, at most `limit` (see [`wait_bounded`]).
+pub(crate) fn run_bounded(
+    mut cmd: impl std::borrow::BorrowMut<Command>,
+    limit: Duration,
+) -> Output {
     let child = cmd
+        .borrow_mut()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

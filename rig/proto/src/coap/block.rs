@@ -34,6 +34,9 @@ impl core::fmt::Display for BlockError {
     }
 }
 
+/// The largest block number a Block option can carry (20 bits, RFC 7959 §2.2).
+pub const MAX_NUM: u32 = 0xf_ffff;
+
 impl BlockValue {
     /// A block value; `size` must be a power of two in 16..=1024 (else the
     /// nearest smaller allowed size is used).

@@ -111,6 +111,10 @@ struct OutRequest {
     holds_slot: bool,
     /// Block1 upload: (current block number, szx).
     block1: Option<(u32, u8)>,
+    /// The body goes out block-wise (Block1), starting with this SZX. Its
+    /// Block2 follow-ups then carry no payload (RFC 7959 §3.3), and a
+    /// re-sent request (`cancel_observe`) uploads the body block-wise again.
+    block1_szx: Option<u8>,
     block2: ClientBlock2,
     mode: Block2Mode,
     /// Observe=0 was asked for.
@@ -381,7 +385,10 @@ impl Endpoint {
         let szx = block::size_to_szx(block_size);
         let block1 = (body.len() > block_size && !has_option(&request, CoapOption::Block1))
             .then_some((0u32, szx));
-        // Size check of the first message (options + first block).
+        // Size check of the largest message this request can become: its
+        // options, the largest payload it carries (one block, or the whole
+        // body), and the Block1, Size1 and Block2 options the endpoint may
+        // add, each at its longest encoding.
         let first_len = body.len().min(if block1.is_some() {
             block_size
         } else {
@@ -389,11 +396,25 @@ impl Endpoint {
         });
         let mut probe = request.clone();
         probe.payload = alloc::vec![0; first_len];
+        if let Some((_, szx)) = block1 {
+            BlockValue {
+                num: block::MAX_NUM,
+                more: true,
+                szx,
+            }
+            .set_on(&mut probe, CoapOption::Block1);
+            block::set_size(&mut probe, CoapOption::Size1, body.len());
+        }
+        BlockValue {
+            num: block::MAX_NUM,
+            more: false,
+            szx,
+        }
+        .set_on(&mut probe, CoapOption::Block2);
         let size = probe
             .to_bytes_unlimited()
             .map_err(|e| SendError::Encode(format!("{e}")))?
-            .len()
-            + 8;
+            .len();
         if size > self.config.max_message_size {
             return Err(SendError::TooLarge {
                 size,
@@ -414,6 +435,7 @@ impl Endpoint {
                 phase: Phase::Queued,
                 holds_slot: false,
                 block1,
+                block1_szx: block1.map(|(_, szx)| szx),
                 block2: ClientBlock2 {
                     buf: Vec::new(),
                     etag: None,
@@ -478,6 +500,8 @@ impl Endpoint {
         req.observe = false;
         req.deregistering = true;
         req.phase = Phase::Queued;
+        // The GET/FETCH with Observe=1 repeats the request, body included.
+        req.block1 = req.block1_szx.map(|szx| (0, szx));
         req.block2 = ClientBlock2 {
             buf: Vec::new(),
             etag: None,
@@ -982,9 +1006,11 @@ impl Endpoint {
                 block::set_size(&mut p, CoapOption::Size1, req.body.len());
             }
             p.payload = req.body[start..end].to_vec();
-        } else {
+        } else if req.block1_szx.is_none() {
             p.payload = req.body.clone();
         }
+        // else: a Block2 follow-up after a block-wise body: the server holds
+        // the request, so no payload (RFC 7959 §3.3).
         if req.block2.started {
             BlockValue {
                 num: req.block2.next_num,
@@ -997,8 +1023,22 @@ impl Endpoint {
                 message::remove_option(&mut p, CoapOption::Observe);
             }
         }
+        let max = self.config.max_message_size;
         let bytes = match p.to_bytes_unlimited() {
-            Ok(b) => b,
+            Ok(b) if b.len() <= max => b,
+            Ok(b) => {
+                // `send_request_with` checked the largest message this
+                // request can become, so this is a bug; fail the request
+                // rather than send a datagram over the limit.
+                debug_assert!(b.len() <= max, "request message of {} bytes", b.len());
+                let error = format!("{} bytes exceed max_message_size {max}", b.len());
+                self.terminal(Event::TransferFailed {
+                    id,
+                    error: TransferError::Encode(error),
+                });
+                self.finish_request(now, id, false);
+                return;
+            }
             Err(e) => {
                 self.terminal(Event::TransferFailed {
                     id,
@@ -1252,6 +1292,7 @@ impl Endpoint {
                                 phase: Phase::Queued,
                                 holds_slot: false,
                                 block1: None,
+                                block1_szx: None,
                                 block2: ClientBlock2 {
                                     buf: packet.payload.clone(),
                                     etag,
@@ -1795,6 +1836,19 @@ impl Endpoint {
         .set_on(resp, CoapOption::Block2);
         resp.payload = body[start..end].to_vec();
         if end < body.len() {
+            // The later blocks are served from the cache (`send_auto`): the
+            // largest of them (longest Block2 value, an 8-byte token) must
+            // fit too.
+            let mut probe = template.clone();
+            probe.set_token(alloc::vec![0; 8]);
+            BlockValue {
+                num: block::MAX_NUM,
+                more: true,
+                szx,
+            }
+            .set_on(&mut probe, CoapOption::Block2);
+            probe.payload = alloc::vec![0; size];
+            self.encode(&probe)?;
             let ck = (peer, key.to_vec());
             if self.block2_cache.len() >= self.config.max_block_states.max(1)
                 && !self.block2_cache.contains_key(&ck)
