@@ -7,58 +7,21 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use rig_services::bootstrap::{
     AccountSecurity, BootstrapEvent, BootstrapServer, Provisioning, parse_links, wait_for,
 };
 use rig_services::lwm2m::{self, Code, Lwm2mServer, ObjectPath, ServerConfig, ServerEvent};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-struct Agent {
-    _child: Child,
-    stdout: Lines<BufReader<ChildStdout>>,
-    seen: Vec<String>,
-}
+mod common;
+use common::Agent;
 
-impl Agent {
-    fn spawn(args: &[&str]) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rig-agent"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        Agent {
-            _child: child,
-            stdout,
-            seen: Vec::new(),
-        }
-    }
-
-    async fn expect(&mut self, prefix: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let line = tokio::time::timeout_at(deadline, self.stdout.next_line())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("no line {prefix:?} within {WAIT:?}; saw {:?}", self.seen)
-                })
-                .unwrap()
-                .unwrap_or_else(|| panic!("agent stdout closed; saw {:?}", self.seen));
-            self.seen.push(line.clone());
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
+/// Starts the agent with `args`.
+fn spawn_agent(args: &[&str]) -> Agent {
+    Agent::spawn(args, WAIT)
 }
 
 fn pki(name: &str) -> PathBuf {
@@ -82,7 +45,7 @@ async fn bs_server() -> BootstrapServer {
 async fn start_c13(bs: &BootstrapServer, ep: &str) -> Agent {
     let mut events = bs.events();
     let uri = bs.uri();
-    let agent = Agent::spawn(&[
+    let agent = spawn_agent(&[
         "--server",
         "coap://127.0.0.1:9",
         "--endpoint",

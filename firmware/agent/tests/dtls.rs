@@ -5,16 +5,16 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use rig_services::lwm2m::{
     Code, ContentFormat, Lwm2mServer, ObjectPath, ServerConfig, ServerEvent, wait_for,
 };
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 
 const WAIT: Duration = Duration::from_secs(15);
+
+mod common;
+use common::Agent;
 
 fn pki(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -56,47 +56,9 @@ async fn secure_server(dtls: rig_dtls::ServerConfig) -> Lwm2mServer {
     .unwrap()
 }
 
-struct Agent {
-    _child: Child,
-    stdout: Lines<BufReader<ChildStdout>>,
-    seen: Vec<String>,
-}
-
-impl Agent {
-    fn spawn(uri: &str, ep: &str, args: &[String]) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rig-agent"))
-            .args(["--server", uri, "--endpoint", ep])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        Agent {
-            _child: child,
-            stdout,
-            seen: Vec::new(),
-        }
-    }
-
-    async fn expect(&mut self, prefix: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let line = tokio::time::timeout_at(deadline, self.stdout.next_line())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("no line {prefix:?} within {WAIT:?}; saw {:?}", self.seen)
-                })
-                .unwrap()
-                .unwrap_or_else(|| panic!("agent stdout closed; saw {:?}", self.seen));
-            self.seen.push(line.clone());
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
+/// Starts the agent against `uri` as `ep`.
+fn spawn_agent(uri: &str, ep: &str, args: &[String]) -> Agent {
+    Agent::with_server(uri, ep, args, WAIT)
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -111,7 +73,7 @@ fn path(f: &str) -> String {
 async fn register_and_read(server: &Lwm2mServer, ep: &str, args: &[String], suite: Option<&str>) {
     let mut events = server.events();
     assert!(server.uri().starts_with("coaps://"));
-    let mut agent = Agent::spawn(&server.uri(), ep, args);
+    let mut agent = spawn_agent(&server.uri(), ep, args);
     agent.expect("registered ").await;
     let ev = wait_for(&mut events, WAIT, |e| {
         matches!(e, ServerEvent::SecureSession { .. })
@@ -210,7 +172,7 @@ async fn ep_not_matching_the_credentials_is_a_deviation() {
         "--psk-key-hex",
         "c7ffbeddffd4dc8c4787b554a90a9184",
     ]);
-    let mut agent = Agent::spawn(&server.uri(), "someone-else", &args);
+    let mut agent = spawn_agent(&server.uri(), "someone-else", &args);
     agent.expect("registered ").await;
     let d = server.deviations("someone-else");
     assert!(d.iter().any(|d| d.what.contains("rig-dev-psk")), "{d:?}");
@@ -228,7 +190,7 @@ async fn wrong_psk_key_is_refused_with_the_reason() {
         "--psk-key-hex",
         "00ffbeddffd4dc8c4787b554a90a9184",
     ]);
-    let mut agent = Agent::spawn(&server.uri(), "rig-dev-psk", &args);
+    let mut agent = spawn_agent(&server.uri(), "rig-dev-psk", &args);
     let line = agent.expect("error dtls: ").await;
     assert!(
         line.contains("PSK") || line.contains("psk") || line.contains("decrypt"),
@@ -264,7 +226,7 @@ async fn server_certificate_for_another_host_is_refused() {
         "--ca".into(),
         path("ca.pem"),
     ];
-    let mut agent = Agent::spawn(&server.uri(), "rig-dev-1", &args);
+    let mut agent = spawn_agent(&server.uri(), "rig-dev-1", &args);
     let line = agent.expect("error dtls: ").await;
     assert!(line.contains("host") || line.contains("name"), "{line}");
     let ev = wait_for(&mut events, WAIT, |e| {

@@ -15,13 +15,16 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use tokio::process::{Child, Command};
+
 use rig_services::lwm2m::{
     Code, ContentFormat, Lwm2mServer, ObjectPath, ServerConfig, ServerEvent, wait_for,
 };
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 
 const WAIT: Duration = Duration::from_secs(20);
+
+mod common;
+use common::Agent;
 const PSK_KEY: &str = "c7ffbeddffd4dc8c4787b554a90a9184";
 
 fn pki(name: &str) -> String {
@@ -86,55 +89,16 @@ fn x509_args() -> Vec<String> {
     v
 }
 
-/// The agent binary, its stdout read line by line with a deadline.
-struct Agent {
-    _child: Child,
-    stdout: Lines<BufReader<ChildStdout>>,
-    seen: Vec<String>,
-}
-
-impl Agent {
-    fn spawn(uri: &str, ep: &str, args: &[String]) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rig-agent"))
-            .args(["--server", uri, "--endpoint", ep])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        Agent {
-            _child: child,
-            stdout,
-            seen: Vec::new(),
-        }
-    }
-
-    async fn expect(&mut self, prefix: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let line = tokio::time::timeout_at(deadline, self.stdout.next_line())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("no line {prefix:?} within {WAIT:?}; saw {:?}", self.seen)
-                })
-                .unwrap()
-                .unwrap_or_else(|| panic!("agent stdout closed; saw {:?}", self.seen));
-            self.seen.push(line.clone());
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
+/// Starts the agent against `uri` as `ep`.
+fn spawn_agent(uri: &str, ep: &str, args: &[String]) -> Agent {
+    Agent::with_server(uri, ep, args, WAIT)
 }
 
 /// Registers through webrtc-dtls, checks the server's view of the session
 /// (endpoint from the credentials, the suite), then reads /3/0 in TLV.
 async fn register_and_read(server: &Lwm2mServer, ep: &str, args: &[String], suite: &str) {
     let mut events = server.events();
-    let mut agent = Agent::spawn(&server.uri(), ep, args);
+    let mut agent = spawn_agent(&server.uri(), ep, args);
     let line = agent.expect("registered ").await;
     assert!(line.starts_with("registered /rd/"), "{line}");
     let ev = wait_for(&mut events, WAIT, |e| {
@@ -199,7 +163,7 @@ async fn webrtc_x509_registers_with_ecdhe_ecdsa_ccm8_and_reads_device() {
 async fn webrtc_wrong_psk_key_is_refused_by_the_server_with_the_reason() {
     let server = secure_server(rig_dtls::ServerConfig::new(store())).await;
     let mut events = server.events();
-    let mut agent = Agent::spawn(
+    let mut agent = spawn_agent(
         &server.uri(),
         "rig-dev-psk",
         &psk_args("00ffbeddffd4dc8c4787b554a90a9184"),
@@ -227,7 +191,7 @@ async fn webrtc_refuses_a_server_certificate_for_another_host() {
         "server-wrong-host.key",
     ))
     .await;
-    let mut agent = Agent::spawn(&server.uri(), "rig-dev-1", &x509_args());
+    let mut agent = spawn_agent(&server.uri(), "rig-dev-1", &x509_args());
     let line = agent.expect("error dtls: ").await;
     assert!(line.contains("webrtc-dtls handshake"), "{line}");
     assert!(
@@ -245,7 +209,7 @@ async fn webrtc_checks_the_server_name_flag() {
     let server = secure_server(cert_server_config("server.pem", "server.key")).await;
     let mut args = x509_args();
     args.extend(s(&["--server-name", "other.example.com"]));
-    let mut agent = Agent::spawn(&server.uri(), "rig-dev-1", &args);
+    let mut agent = spawn_agent(&server.uri(), "rig-dev-1", &args);
     let line = agent.expect("error dtls: ").await;
     assert!(
         line.contains("NotValidForName") || line.contains("name"),
@@ -255,7 +219,7 @@ async fn webrtc_checks_the_server_name_flag() {
     // The same server and certificate with a name it carries: accepted.
     let mut args = x509_args();
     args.extend(s(&["--server-name", "server.example.com"]));
-    let mut agent = Agent::spawn(&server.uri(), "rig-dev-1", &args);
+    let mut agent = spawn_agent(&server.uri(), "rig-dev-1", &args);
     agent.expect("registered ").await;
 }
 
@@ -345,7 +309,7 @@ async fn gnutls_server(args: &[String]) -> (String, Child) {
 /// and a CoAP exchange inside the session, both ways.
 async fn register_is_answered_over_gnutls(server_args: &[String], args: &[String]) {
     let (uri, _server) = gnutls_server(server_args).await;
-    let mut agent = Agent::spawn(&uri, "rig-dev-1", args);
+    let mut agent = spawn_agent(&uri, "rig-dev-1", args);
     let line = agent.expect("registration-failed ").await;
     assert!(line.contains("4.04"), "{line}");
     assert!(

@@ -141,6 +141,48 @@ fn payload_text(r: &Response) -> String {
 }
 
 /// An LwM2M server event as a line.
+/// A deviation the LwM2M or bootstrap server recorded.
+fn deviation(service: &str, d: &rig_services::deviation::Deviation) -> Line {
+    Line::new(
+        service,
+        "deviation",
+        if d.message_excerpt.is_empty() {
+            d.what.clone()
+        } else {
+            format!("{} in `{}`", d.what, d.message_excerpt)
+        },
+    )
+    .endpoint(d.endpoint.as_deref())
+    .peer(Some(d.peer))
+}
+
+/// A DTLS handshake that completed.
+fn dtls_ok(
+    service: &str,
+    peer: SocketAddr,
+    endpoint: Option<&str>,
+    cipher_suite: Option<&str>,
+) -> Line {
+    Line::new(
+        service,
+        "dtls-ok",
+        format!(
+            "handshake done, {}",
+            cipher_suite.unwrap_or("unknown suite")
+        ),
+    )
+    .endpoint(endpoint)
+    .peer(Some(peer))
+    .field("cipher_suite", cipher_suite.map(str::to_string))
+}
+
+/// A DTLS handshake the server refused.
+fn dtls_failed(service: &str, peer: SocketAddr, reason: &str, message: &str) -> Line {
+    Line::new(service, "dtls-failed", format!("{reason}: {message}"))
+        .peer(Some(peer))
+        .field("reason", reason.to_string())
+}
+
 pub(super) fn lwm2m(service: &str, e: &ServerEvent) -> Line {
     match e {
         ServerEvent::Registered {
@@ -213,39 +255,17 @@ pub(super) fn lwm2m(service: &str, e: &ServerEvent) -> Line {
         } => Line::new(service, "observe-ended", reason.clone())
             .endpoint(Some(endpoint))
             .field("observation", observation.0),
-        ServerEvent::Deviation(d) => Line::new(
-            service,
-            "deviation",
-            if d.message_excerpt.is_empty() {
-                d.what.clone()
-            } else {
-                format!("{} in `{}`", d.what, d.message_excerpt)
-            },
-        )
-        .endpoint(d.endpoint.as_deref())
-        .peer(Some(d.peer)),
+        ServerEvent::Deviation(d) => deviation(service, d),
         ServerEvent::SecureSession {
             peer,
             endpoint,
             cipher_suite,
-        } => Line::new(
-            service,
-            "dtls-ok",
-            format!(
-                "handshake done, {}",
-                cipher_suite.as_deref().unwrap_or("unknown suite")
-            ),
-        )
-        .endpoint(endpoint.as_deref())
-        .peer(Some(*peer))
-        .field("cipher_suite", cipher_suite.clone()),
+        } => dtls_ok(service, *peer, endpoint.as_deref(), cipher_suite.as_deref()),
         ServerEvent::HandshakeFailed {
             peer,
             reason,
             message,
-        } => Line::new(service, "dtls-failed", format!("{reason}: {message}"))
-            .peer(Some(*peer))
-            .field("reason", reason.clone()),
+        } => dtls_failed(service, *peer, reason, message),
     }
 }
 
@@ -274,38 +294,17 @@ pub(super) fn bootstrap(service: &str, e: &BootstrapEvent) -> Line {
         )
         .endpoint(Some(endpoint))
         .field("code", code.to_string()),
-        BootstrapEvent::Deviation(d) => Line::new(
-            service,
-            "deviation",
-            if d.message_excerpt.is_empty() {
-                d.what.clone()
-            } else {
-                format!("{} in `{}`", d.what, d.message_excerpt)
-            },
-        )
-        .endpoint(d.endpoint.as_deref())
-        .peer(Some(d.peer)),
+        BootstrapEvent::Deviation(d) => deviation(service, d),
         BootstrapEvent::SecureSession {
             peer,
             endpoint,
             cipher_suite,
-        } => Line::new(
-            service,
-            "dtls-ok",
-            format!(
-                "handshake done, {}",
-                cipher_suite.as_deref().unwrap_or("unknown suite")
-            ),
-        )
-        .endpoint(endpoint.as_deref())
-        .peer(Some(*peer)),
+        } => dtls_ok(service, *peer, endpoint.as_deref(), cipher_suite.as_deref()),
         BootstrapEvent::HandshakeFailed {
             peer,
             reason,
             message,
-        } => Line::new(service, "dtls-failed", format!("{reason}: {message}"))
-            .peer(Some(*peer))
-            .field("reason", reason.clone()),
+        } => dtls_failed(service, *peer, reason, message),
     }
 }
 
