@@ -394,6 +394,8 @@ pub struct BootstrapSession {
     outcome: Option<Outcome>,
     outputs: VecDeque<String>,
     logs: VecDeque<String>,
+    /// Test-only deviations (`--deviate`).
+    deviate: Vec<crate::config::Deviation>,
 }
 
 impl BootstrapSession {
@@ -417,7 +419,12 @@ impl BootstrapSession {
             outcome: None,
             outputs: VecDeque::new(),
             logs: VecDeque::new(),
+            deviate: cfg.deviate.clone(),
         }
+    }
+
+    fn deviates(&self, d: crate::config::Deviation) -> bool {
+        self.deviate.contains(&d)
     }
 
     /// Sends the Bootstrap-Request.
@@ -574,7 +581,11 @@ impl BootstrapSession {
         };
         match self.bs.classify(req) {
             BootstrapOperation::Finish => {
-                let check = self.accounts.check();
+                let check = if self.deviates(crate::config::Deviation::FinishAcceptsInconsistent) {
+                    Ok(())
+                } else {
+                    self.accounts.check()
+                };
                 if let Err(why) = &check {
                     self.logs
                         .push_back(format!("Bootstrap-Finish refused (4.06): {why}"));
@@ -617,6 +628,14 @@ impl BootstrapSession {
                 }
             }
             BootstrapOperation::Delete(path) => match self.accounts.delete(&path) {
+                Ok(())
+                    if self.deviates(crate::config::Deviation::DeleteBootstrapAccount)
+                        && path.instance_id().is_none()
+                        && path.object_id().is_none_or(|o| o.0 == 0) =>
+                {
+                    self.accounts.instances.retain(|(o, _), _| *o != 0);
+                    (message::response(ResponseCode::Deleted), None)
+                }
                 Ok(()) => (message::response(ResponseCode::Deleted), None),
                 Err(why) => refuse(ResponseCode::BadRequest, why, &mut self.logs),
             },
@@ -641,10 +660,16 @@ impl BootstrapSession {
                 match content::encode(format, &path, &records, &self.defs) {
                     Ok(bytes) => {
                         let mut r = message::response(ResponseCode::Content);
+                        let label =
+                            if self.deviates(crate::config::Deviation::BootstrapReadWrongFormat) {
+                                ContentFormat::SenmlJson
+                            } else {
+                                format
+                            };
                         message::set_uint_option(
                             &mut r,
                             CoapOption::ContentFormat,
-                            u32::from(format.as_u16()),
+                            u32::from(label.as_u16()),
                         );
                         r.payload = bytes;
                         (r, None)
@@ -657,7 +682,12 @@ impl BootstrapSession {
                 }
             }
             BootstrapOperation::Discover(path) => {
-                let links = self.accounts.discover(&path, &self.others);
+                let mut links = self.accounts.discover(&path, &self.others);
+                if self.deviates(crate::config::Deviation::DiscoverWithoutSsid) {
+                    for l in &mut links {
+                        l.params.retain(|p| p.name != "ssid");
+                    }
+                }
                 let mut r = message::response(ResponseCode::Content);
                 message::set_uint_option(
                     &mut r,

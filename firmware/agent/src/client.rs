@@ -36,6 +36,8 @@ use crate::console::{Command, Output};
 use crate::objects::{ObjectStore, Refusal};
 use crate::observe::Observations;
 
+mod dm;
+
 /// What follows a De-register.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum AfterDeregister {
@@ -68,6 +70,8 @@ pub struct Client {
     /// Disabled by `/1/x/4` until then (register again at that time).
     disabled_until: Option<Instant>,
     stopped: bool,
+    /// Queue mode: when the agent is reachable (`queue.rs`).
+    queue: crate::queue::QueueMode,
     outputs: VecDeque<Output>,
     logs: VecDeque<String>,
     /// Datagrams of a CoAP endpoint dropped by a reboot, still to be sent
@@ -82,12 +86,20 @@ pub struct Client {
     /// A bootstrap is due (Execute `/1/x/9`, or a failed Register with a
     /// bootstrap account); the driver takes it with [`Client::take_bootstrap_request`].
     bootstrap_requested: bool,
+    /// The path lists of Observe-Composite observations (see `dm.rs`).
+    composite: Vec<(rig_proto::coap::ObservationId, Vec<ObjectPath>)>,
+    /// Object 5, firmware update (`fota/`).
+    fota: crate::fota::Fota,
 }
 
 impl Client {
     /// A client for `cfg`, talking to `server`. `seed` seeds CoAP message ids and tokens.
     pub fn new(cfg: AgentConfig, server: SocketAddr, seed: u64) -> Client {
-        let store = ObjectStore::factory(&cfg);
+        let cfg = crate::queue::normalize(cfg);
+        let queue = crate::queue::QueueMode::new(&cfg);
+        let mut store = ObjectStore::factory(&cfg);
+        let mut fota = crate::fota::Fota::new(&cfg);
+        fota.install(&mut store);
         let reg = ClientRegistration::new(registration_config(&cfg, &store));
         Client {
             coap: Endpoint::new(coap::Config::default(), seed),
@@ -102,11 +114,14 @@ impl Client {
             after_deregister: None,
             disabled_until: None,
             stopped: false,
+            queue,
             outputs: VecDeque::new(),
             logs: VecDeque::new(),
             leftover: VecDeque::new(),
             quitting: false,
             bootstrap_requested: false,
+            composite: Vec::new(),
+            fota,
         }
     }
 
@@ -147,7 +162,11 @@ impl Client {
         if let Some(t) = self.leftover.pop_front() {
             return Some(t);
         }
-        self.coap.poll_transmit().map(|t| (t.peer, t.payload))
+        let t = self.coap.poll_transmit().map(|t| (t.peer, t.payload));
+        if t.is_some() {
+            self.queue.on_traffic(self.last_now);
+        }
+        t
     }
 
     /// The next console line to print on stdout.
@@ -167,6 +186,8 @@ impl Client {
             self.reg.poll_timeout(),
             self.disabled_until,
             self.observations.poll_timeout(),
+            self.queue.poll_timeout(),
+            self.fota.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -178,6 +199,14 @@ impl Client {
     /// A datagram arrived.
     pub fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
         self.last_now = now;
+        // A request (code class 0, not empty) reaches a sleeping queue-mode
+        // client's radio only in its RX window.
+        let request = bytes.get(1).is_some_and(|c| *c != 0 && c >> 5 == 0);
+        if request && self.queue.drops_request(now) {
+            self.log(format!("queue mode: asleep, dropped a request from {peer}"));
+            return;
+        }
+        self.queue.on_traffic(now);
         self.coap.handle_datagram(now, peer, bytes);
         self.process(now);
         self.pump(now);
@@ -185,6 +214,10 @@ impl Client {
 
     /// The deadline from [`Client::poll_timeout`] passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
+        if let Some(line) = self.queue.handle_timeout(now) {
+            self.log(line);
+        }
         self.coap.handle_timeout(now);
         self.process(now);
         if !self.cfg.deviates(Deviation::NoPeriodicUpdate) {
@@ -201,6 +234,7 @@ impl Client {
 
     /// A console command.
     pub fn handle_command(&mut self, now: Instant, cmd: Command) {
+        self.last_now = now;
         match cmd {
             Command::Update => match self.reg.state() {
                 RegistrationState::Registered => {
@@ -236,6 +270,7 @@ impl Client {
                 self.outputs.push_back(Output::Status(line));
                 self.outputs.push_back(Output::Ok("status"));
             }
+            Command::Send(paths) => self.dm_send(now, &paths),
             Command::Quit => {
                 self.quitting = true;
                 match self.reg.state() {
@@ -282,6 +317,7 @@ impl Client {
 
     /// Sends whatever the registration machine has queued.
     fn pump(&mut self, now: Instant) {
+        self.fota_pump(now);
         if self.reg_request.is_some() {
             return;
         }
@@ -297,6 +333,15 @@ impl Client {
             for q in &queries {
                 message::add_uri_query(&mut req, q);
             }
+        }
+        if self.cfg.deviates(Deviation::RegisterWrongContentFormat)
+            && message::uri_path(&req) == "rd"
+        {
+            message::set_uint_option(
+                &mut req,
+                CoapOption::ContentFormat,
+                u32::from(ContentFormat::Text.as_u16()),
+            );
         }
         let line = describe(&req);
         match self.coap.send_request(now, self.server, req) {
@@ -349,7 +394,11 @@ impl Client {
                 self.outputs.push_back(Output::RegistrationFailed(format!(
                     "Update: {}; registering again",
                     code.unwrap_or_else(|| "no response".into())
-                )))
+                )));
+                if self.cfg.deviates(Deviation::IgnoreUpdateNotFound) {
+                    // Test only: forget the Register rig-proto queued.
+                    self.reg = ClientRegistration::new(registration_config(&self.cfg, &self.store));
+                }
             }
         }
     }
@@ -373,6 +422,7 @@ impl Client {
         });
         if factory {
             self.store = ObjectStore::factory(&self.cfg);
+            self.fota.install(&mut self.store);
         }
         while let Some(t) = self.coap.poll_transmit() {
             self.leftover.push_back((t.peer, t.payload));
@@ -384,6 +434,7 @@ impl Client {
         self.after_deregister = None;
         self.disabled_until = None;
         self.observations.clear(factory);
+        self.composite.clear();
         self.reg.register(now);
     }
 
@@ -480,6 +531,10 @@ impl Client {
             _ => return (message::response(ResponseCode::BadRequest), None),
         };
         let has_query = message::has_option(req, CoapOption::UriQuery);
+        let now = self.last_now;
+        if let Some(answer) = self.fota.intercept(now, req, &path, &mut self.store) {
+            return (answer, None);
+        }
         match method {
             Method::Get => (self.read(req, &path), None),
             Method::Put if has_query && req.payload.is_empty() => {
@@ -488,6 +543,8 @@ impl Client {
             Method::Put => self.write(req, &path, true),
             Method::Post if path.resource_id().is_some() => self.execute(&path),
             Method::Post if path.instance_id().is_some() => self.write(req, &path, false),
+            Method::Fetch if path.is_root() => (self.dm_fetch(req), None),
+            Method::IPatch if path.is_root() => self.dm_ipatch(req),
             Method::Post | Method::Delete => {
                 (message::response(ResponseCode::MethodNotAllowed), None)
             }
@@ -504,9 +561,13 @@ impl Client {
             },
             Some(Err(())) => return message::response(ResponseCode::BadOption),
         };
+        if let Some(resp) = self.dm_read_deviation(path, accept) {
+            return resp;
+        }
         if accept == Some(ContentFormat::Link) {
             return match self.store.discover(path) {
-                Ok(links) => {
+                Ok(mut links) => {
+                    self.dm_discover_attributes(path, &mut links);
                     let mut resp = message::response(ResponseCode::Content);
                     message::set_uint_option(
                         &mut resp,
@@ -585,6 +646,9 @@ impl Client {
                 return (message::response(ResponseCode::BadRequest), None);
             }
         };
+        if let Some(answer) = self.dm_write_deviation(path, format, &records, replace) {
+            return answer;
+        }
         match self.store.write(path, records, replace) {
             Ok(changed) => {
                 let lifetime = ObjectPath::resource(1, 0, 1);
@@ -596,8 +660,9 @@ impl Client {
                         params.binding |= *p == binding;
                     }
                 }
-                let action =
-                    (params != UpdateParams::default()).then_some(Action::UpdateWith(params));
+                let action = (params != UpdateParams::default()
+                    && !self.dm_suppress_update(replace))
+                .then_some(Action::UpdateWith(params));
                 (message::response(ResponseCode::Changed), action)
             }
             Err(r) => (self.refused(r), None),
@@ -613,12 +678,17 @@ impl Client {
             (1, 4) => Some(Action::Disable),
             (1, 8) => Some(Action::UpdateWith(UpdateParams::default())),
             (1, 9) => Some(Action::Bootstrap),
-            (3, 4) => Some(Action::Reboot),
+            (3, 4) => (!self.dm_suppress_reboot()).then_some(Action::Reboot),
             (3, 5) => Some(Action::FactoryReset),
             _ => None,
         };
         // The store only accepts the executables listed above.
-        (message::response(ResponseCode::Changed), action)
+        let code = if (ids[0], ids[2]) == (1, 8) && self.cfg.deviates(Deviation::TriggerWrongCode) {
+            ResponseCode::Content
+        } else {
+            ResponseCode::Changed
+        };
+        (message::response(code), action)
     }
 
     fn refused(&mut self, r: Refusal) -> Packet {
@@ -628,6 +698,14 @@ impl Client {
 
     fn act(&mut self, now: Instant, action: Action) {
         match action {
+            Action::UpdateWith(params)
+                if params.lifetime
+                    && self.cfg.deviates(Deviation::ReregisterOnLifetimeExtension)
+                    && self.lifetime_s() > u64::from(self.reg.config().lifetime) =>
+            {
+                self.reg = ClientRegistration::new(registration_config(&self.cfg, &self.store));
+                self.reg.register(now);
+            }
             Action::UpdateWith(params) => {
                 if params.lifetime && !self.cfg.deviates(Deviation::IgnoreLifetimeWrite) {
                     let lt = u32::try_from(self.lifetime_s()).unwrap_or(u32::MAX);
@@ -653,7 +731,9 @@ impl Client {
             }
             Action::Reboot => self.reboot(now, false),
             Action::FactoryReset => self.reboot(now, true),
-            Action::Bootstrap => self.bootstrap_requested = true,
+            Action::Bootstrap => {
+                self.bootstrap_requested = !self.cfg.deviates(Deviation::IgnoreBootstrapTrigger)
+            }
         }
     }
 }
@@ -726,6 +806,7 @@ fn registration_config(cfg: &AgentConfig, store: &ObjectStore) -> RegistrationCo
             .to_string(),
     );
     rc.time_scale = cfg.time_scale_u32();
+    crate::queue::configure(cfg, &mut rc);
     rc
 }
 
@@ -757,6 +838,25 @@ fn object_links(store: &ObjectStore, list_security: bool) -> String {
     link::format(&links)
 }
 
+// ---- Firmware update (see `fota/`) ----------------------------------------
+
+impl Client {
+    /// Collects Object 5's events: console lines, logs, and notifications
+    /// of the `/5/0` resources that changed.
+    fn fota_pump(&mut self, now: Instant) {
+        let changed = self.fota.pump(now, &mut self.store);
+        while let Some(line) = self.fota.poll_line() {
+            self.outputs.push_back(Output::Fota(line));
+        }
+        while let Some(line) = self.fota.poll_log() {
+            self.logs.push_back(line);
+        }
+        if !changed.is_empty() {
+            self.values_changed(now, &changed);
+        }
+    }
+}
+
 // ---- Observe and Write-Attributes (see `observe.rs`) ----------------------
 
 impl Client {
@@ -785,6 +885,9 @@ impl Client {
 
     /// Write-Attributes (`PUT` with a query and no payload).
     fn write_attributes(&mut self, req: &Packet, path: &ObjectPath) -> Packet {
+        if let Some(resp) = self.dm_write_attributes_guard(path) {
+            return resp;
+        }
         let queries = message::uri_queries(req);
         let attrs = match rig_proto::link::Attributes::from_query(&queries) {
             Ok(a) => a,
@@ -828,7 +931,7 @@ impl Client {
     ) {
         let observe = matches!(
             request.header.code,
-            coap::MessageClass::Request(Method::Get)
+            coap::MessageClass::Request(Method::Get | Method::Fetch)
         ) && matches!(
             message::uint_option(request, CoapOption::Observe),
             Some(Ok(0))
@@ -847,7 +950,12 @@ impl Client {
                 .unwrap_or(ContentFormat::Text);
             match self.coap.respond_observe(now, id, response) {
                 Ok(oid) => {
-                    let attrs = self.observations.effective(path, self.default_periods());
+                    let attrs = if path.is_root() {
+                        self.dm_composite_start(oid, request)
+                    } else {
+                        self.observations.effective(path, self.default_periods())
+                    };
+                    let attrs = self.dm_observe_attributes(attrs);
                     let sample = self.sample(&path);
                     self.observations
                         .start(now, oid, path, format, attrs, sample);
@@ -913,7 +1021,7 @@ impl Client {
     /// Encodes and sends every due notification (NON, as Anjay's default).
     fn send_notifications(&mut self, now: Instant) {
         for due in self.observations.take_due() {
-            let records = match self.store.read(&due.path) {
+            let records = match self.dm_notification_records(&due.path, due.id) {
                 Ok(r) => r,
                 Err(r) => {
                     self.log(format!("cannot read {} to notify: {}", due.path, r.reason));

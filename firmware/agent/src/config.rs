@@ -88,6 +88,11 @@ pub struct AgentConfig {
     /// catches it (repeatable). See firmware/agent/README.md.
     #[arg(long = "deviate", value_name = "DEVIATION", value_enum, hide = true)]
     pub deviate: Vec<Deviation>,
+    /// Queue mode (LwM2M 1.1 `Q`): after MAX_TRANSMIT_WAIT (93 s, scaled by
+    /// --time-scale) without traffic the agent sleeps (ignores requests)
+    /// until its next uplink. `--binding UQ` (1.0 style) turns it on too.
+    #[arg(long)]
+    pub queue_mode: bool,
     /// MQTT mode: speak MQTT 3.1.1 over TLS 1.2 to this broker
     /// (`mqtts://ip:port`) instead of LwM2M; needs `--cert`, `--key`, `--ca`.
     #[arg(long, value_name = "URL")]
@@ -101,6 +106,14 @@ pub struct AgentConfig {
     /// MQTT mode: report the test object every S seconds (scaled by --time-scale).
     #[arg(long, value_name = "S")]
     pub report_every: Option<f64>,
+    /// MQTT mode: report the test object once as soon as the subscriptions
+    /// are done (the SDK sample's first shadow update; MachNation scenario 1).
+    #[arg(long)]
+    pub report_on_connect: bool,
+    /// MQTT mode: keepalive in seconds (default 600, SDK 1.4.7's; scaled by
+    /// --time-scale).
+    #[arg(long, value_name = "S")]
+    pub mqtt_keepalive: Option<f64>,
     /// Test object `/33333/0/0` (string) at start.
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub test_string: String,
@@ -123,6 +136,58 @@ pub struct AgentConfig {
     /// Test object `/33333/0/3` (boolean) at start: true when given.
     #[arg(long)]
     pub test_bool: bool,
+    /// Firmware update: where the partial image, its URI, ETag and offset are
+    /// kept so a restarted agent resumes (default: a temp dir for this process).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Firmware update: CoAP Block2 size of a pull (16..=1024, a power of two).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = parse_block_size)]
+    pub fota_block_size: usize,
+    /// Firmware update: the largest package the agent stores (bigger: Update Result 2).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub fota_max_size: u64,
+    /// Firmware update: retries after a lost connection (then Update Result 4).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub fota_retries: u32,
+    /// Firmware update: a download with no byte for S seconds has lost its connection.
+    #[arg(long, value_name = "S", default_value_t = 30.0, value_parser = parse_positive)]
+    pub fota_idle_timeout: f64,
+    /// Firmware update: CA certificates (PEM) trusted for `https://` pulls
+    /// (default: `--ca`, else the test CA fixtures/pki/ca.pem).
+    #[arg(long, value_name = "FILE")]
+    pub fota_ca: Option<std::path::PathBuf>,
+    /// MQTT mode: how a FOTA job is delivered: https (start over after a
+    /// cut), https-range (resume with Range + If-Match) or stream (MQTT file
+    /// streams, resume from the block bitmap kept in RAM).
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = crate::fota::mqtt::MqttFota::Https)]
+    pub mqtt_fota: crate::fota::mqtt::MqttFota,
+    /// MQTT mode: block size of MQTT file streams (1024 or 4096).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = parse_stream_block)]
+    pub mqtt_stream_block: usize,
+}
+
+fn parse_block_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (16..=1024).contains(&n) && n.is_power_of_two() => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a CoAP block size (16, 32, 64, 128, 256, 512 or 1024)"
+        )),
+    }
+}
+
+fn parse_stream_block(s: &str) -> Result<usize, String> {
+    match s {
+        "1024" => Ok(1024),
+        "4096" => Ok(4096),
+        _ => Err(format!("`{s}`: MQTT stream blocks are 1024 or 4096 bytes")),
+    }
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
 }
 
 /// The LwM2M security modes the agent speaks.
@@ -164,6 +229,74 @@ pub enum Deviation {
     IgnoreDisable,
     /// Answer Execute /1/x/8 with an Update that carries parameters (int-104).
     TriggerUpdateWithParams,
+    // ---- registration and bootstrap, second set (see `strict_reg.rs`) ----
+    /// Send the Register's object list as text/plain instead of link format (int-101).
+    RegisterWrongContentFormat,
+    /// Answer Execute /1/x/8 with 2.05 Content instead of 2.04 Changed (int-104).
+    TriggerWrongCode,
+    /// After an Update answered 4.04, do not register again (int-105).
+    IgnoreUpdateNotFound,
+    /// Answer a Write that extends the lifetime with a new Register instead
+    /// of an Update (int-107).
+    ReregisterOnLifetimeExtension,
+    /// Queue mode as LwM2M 1.0 did it, `b=UQ`, instead of the 1.1 `Q` parameter (int-108).
+    QueueModeInBinding,
+    /// In queue mode, keep answering requests after MAX_TRANSMIT_WAIT (int-109).
+    AnswerWhileSleeping,
+    /// In queue mode, once asleep, never answer a request again (int-109).
+    NoWakeOnUpdate,
+    /// Bootstrap-Discover without `ssid` on the server account instances (int-0).
+    DiscoverWithoutSsid,
+    /// Bootstrap-Delete of /0 also deletes the bootstrap account (int-4).
+    DeleteBootstrapAccount,
+    /// Answer Execute /1/x/9 but never send a Bootstrap-Request (int-5).
+    IgnoreBootstrapTrigger,
+    /// Bootstrap-Read answers TLV labelled as SenML JSON (int-8).
+    BootstrapReadWrongFormat,
+    /// Answer Bootstrap-Finish 2.04 even with no usable server account (int-9).
+    FinishAcceptsInconsistent,
+    /// Bootstrap at start even when the factory server account works (int-6).
+    BootstrapDespiteServer,
+    /// Answer a plain-text Read of `/3/0/0`-`/3/0/2` as opaque, CF 42 (int-201).
+    DeviceInfoAsOpaque,
+    /// Answer a TLV Read of an object instance wrapped in an Object Instance
+    /// TLV that names the next instance id (int-203).
+    TlvWrongInstance,
+    /// Answer a Read with Accept LwM2M JSON (11543) in SenML JSON (int-204).
+    Lwm2mJsonAsSenml,
+    /// Encode a boolean as the CBOR integer 0/1 for Accept CBOR (int-211).
+    CborBooleanAsInteger,
+    /// Refuse a Write in CBOR (CF 60) with 4.15 (int-212).
+    CborWriteRefused,
+    /// Treat a partial update (POST) as a replace: drop the writable
+    /// resources it does not carry (int-215).
+    PartialUpdateReplaces,
+    /// Make the Security object readable by the server (int-221).
+    SecurityReadable,
+    /// Send no Update after a partial update (POST) of the lifetime (int-226).
+    PartialUpdateNoUpdate,
+    /// Answer Read-Composite with SenML CBOR when SenML JSON was asked (int-229).
+    CompositeIgnoresAccept,
+    /// Fail a whole Read-Composite with 4.04 when one path is missing (int-236).
+    CompositeMissingPathFails,
+    /// Answer Execute /3/0/4 (Reboot) but do not reboot nor register (int-241).
+    RebootWithoutRegister,
+    /// Accept a Write to the read-only Short Server ID `/1/0/0` (int-256).
+    WriteReadOnly,
+    /// Report `gt` and `lt` swapped in Discover (int-260).
+    DiscoverSwapsGtLt,
+    /// Leave the attributes of resource instances out of Discover (int-261).
+    DiscoverDropsInstanceAttributes,
+    /// Notify at twice the pmax in force (int-301).
+    LateNotification,
+    /// Notify at half the pmin, ignoring pmin (int-301).
+    EarlyNotification,
+    /// Add the Security object's values to a Send of whole objects (int-306).
+    SendSecurityObject,
+    /// Send even while `/1/x/23` (Mute Send) is true (int-307).
+    SendIgnoresMute,
+    /// Label a Send of resource values as LwM2M JSON (11543) (int-311).
+    SendInLwm2mJson,
 }
 
 fn parse_scale(s: &str) -> Result<f64, String> {
@@ -175,11 +308,11 @@ fn parse_scale(s: &str) -> Result<f64, String> {
 }
 
 fn parse_binding(s: &str) -> Result<String, String> {
-    if s == "U" {
+    if s == "U" || s == "UQ" {
         Ok(s.to_string())
     } else {
         Err(format!(
-            "binding `{s}` is not supported; this agent supports only `U` (UDP)"
+            "binding `{s}` is not supported; this agent supports only `U` (UDP) and `UQ` (UDP, queue mode)"
         ))
     }
 }

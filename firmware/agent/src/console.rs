@@ -20,6 +20,8 @@ pub enum Command {
     Status,
     /// De-register (if registered) and exit.
     Quit,
+    /// LwM2M Send (`POST /dp`, SenML CBOR) of the values at these paths.
+    Send(Vec<String>),
 }
 
 impl Command {
@@ -31,6 +33,7 @@ impl Command {
             Command::FactoryReset => "factory-reset",
             Command::Status => "status",
             Command::Quit => "quit",
+            Command::Send(_) => "send",
         }
     }
 }
@@ -58,11 +61,22 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "factory-reset" => Command::FactoryReset,
         "status" => Command::Status,
         "quit" => Command::Quit,
+        "send" => {
+            let paths: Vec<String> = words.map(str::to_string).collect();
+            if paths.is_empty() {
+                return Err(ParseError {
+                    word: word.to_string(),
+                    reason: "needs at least one path, e.g. `send /1/0/1 /3/0/11/0`".to_string(),
+                });
+            }
+            return Ok(Some(Command::Send(paths)));
+        }
         other => {
             return Err(ParseError {
                 word: other.to_string(),
-                reason: "unknown command (expected update, reboot, factory-reset, status or quit)"
-                    .to_string(),
+                reason:
+                    "unknown command (expected update, reboot, factory-reset, status, send or quit)"
+                        .to_string(),
             });
         }
     };
@@ -94,6 +108,8 @@ pub enum Output {
     Error(String, String),
     /// The answer to `status`: `status <state> [location] lt=<s>`.
     Status(String),
+    /// A firmware-update event, printed as is: `fota state=2 result=0`, ...
+    Fota(String),
 }
 
 impl fmt::Display for Output {
@@ -109,6 +125,7 @@ impl fmt::Display for Output {
             Output::Ok(cmd) => write!(f, "ok {cmd}"),
             Output::Error(cmd, reason) => write!(f, "error {cmd}: {}", one_line(reason)),
             Output::Status(s) => write!(f, "status {}", one_line(s)),
+            Output::Fota(s) => f.write_str(&one_line(s)),
         }
     }
 }

@@ -7,7 +7,9 @@
 //!   bootstrap session, sans-IO.
 //! - [`client`]: the LwM2M client logic (registration, operations), sans-IO.
 //! - [`mqtt`]: the MQTT client (`--mqtt`), AWS-IoT-like or plain.
+//! - [`fota`]: firmware update: Object 5, push, pull, resume (`--state-dir`).
 //! - [`observe`]: observations, notification attributes and when to notify.
+//! - [`queue`]: queue mode, when the agent is reachable.
 //! - [`driver`]: the thin tokio driver: socket, console channels, timer.
 //! - `dtls_webrtc` (feature `webrtc-dtls`, on by default): the second DTLS
 //!   backend, webrtc-dtls (pure Rust), for `--dtls-backend webrtc`.
@@ -22,6 +24,8 @@ pub mod console;
 pub mod driver;
 #[cfg(feature = "webrtc-dtls")]
 pub mod dtls_webrtc;
+pub mod fota;
 pub mod mqtt;
 pub mod objects;
 pub mod observe;
+pub mod queue;

@@ -212,7 +212,11 @@ fn letters(seed: &mut u64) -> String {
 pub fn options(cfg: &AgentConfig, broker: SocketAddr) -> Result<MqttOptions, String> {
     let tls = tls_config(cfg)?;
     let mut o = MqttOptions::new(cfg.endpoint.clone(), broker.ip().to_string(), broker.port());
-    let keepalive = AWS_KEEPALIVE.div_f64(cfg.time_scale.max(1.0));
+    let base = cfg
+        .mqtt_keepalive
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(AWS_KEEPALIVE, Duration::from_secs_f64);
+    let keepalive = base.div_f64(cfg.time_scale.max(1.0));
     o.set_keep_alive(keepalive.max(Duration::from_secs(1)));
     o.set_clean_session(true);
     o.set_max_packet_size(1 << 20, 1 << 20);
@@ -238,6 +242,8 @@ struct Device {
     seq: u64,
     rng: u64,
     reported: u64,
+    /// FOTA jobs (`--mqtt-fota`, aws variant; see `fota/mqtt.rs`).
+    fota: Option<crate::fota::mqtt::JobsFota>,
 }
 
 impl Device {
@@ -291,7 +297,42 @@ impl Device {
         Ok(())
     }
 
+    /// Publishes and prints what the FOTA jobs flow queued.
+    fn fota_flush(&mut self) {
+        let Some(f) = self.fota.as_mut() else { return };
+        let mut pubs = Vec::new();
+        let mut lines = Vec::new();
+        let mut logs = Vec::new();
+        while let Some(p) = f.poll_publish() {
+            pubs.push(p);
+        }
+        while let Some(l) = f.poll_line() {
+            lines.push(l);
+        }
+        while let Some(l) = f.poll_log() {
+            logs.push(l);
+        }
+        for (topic, qos, payload) in pubs {
+            self.logln(format!("-> PUBLISH {topic} ({} bytes)", payload.len()));
+            if let Err(e) = self.client.try_publish(topic.clone(), qos, false, payload) {
+                self.out(format!("error publish: {topic}: {e}"));
+            }
+        }
+        for l in lines {
+            self.out(l);
+        }
+        for l in logs {
+            self.logln(l);
+        }
+    }
+
     fn on_publish(&mut self, topic: &str, payload: &[u8]) {
+        if let Some(f) = self.fota.as_mut()
+            && f.on_publish(topic, payload)
+        {
+            self.fota_flush();
+            return;
+        }
         if let Some(path) = topic.strip_prefix(&self.topics.command_prefix) {
             let text = String::from_utf8_lossy(payload).to_string();
             match ObjectPath::parse(&format!("/{path}")) {
@@ -387,8 +428,18 @@ pub async fn run(
         seq: 0,
         rng: seed,
         reported: 0,
+        fota: None,
         cfg,
     };
+    let (fota_tx, mut fota_events) = mpsc::unbounded_channel();
+    if dev.cfg.mqtt_variant == MqttVariant::Aws {
+        dev.fota = Some(crate::fota::mqtt::JobsFota::new(
+            &dev.cfg,
+            &dev.cfg.mqtt_topic_root,
+            &dev.cfg.endpoint,
+            fota_tx,
+        ));
+    }
     dev.out("ready".into());
     let mut next_report: Option<Instant> = None;
     let mut quitting = false;
@@ -404,6 +455,13 @@ pub async fn run(
                     dev.out(format!("connected {broker}"));
                     dev.logln(format!("<- CONNACK {:?}", ack.code));
                     dev.pending_subs = dev.topics.subscriptions.clone();
+                    if let Some(f) = dev.fota.as_ref() {
+                        for s in f.subscriptions() {
+                            if !dev.pending_subs.iter().any(|(t, _)| *t == s.0) {
+                                dev.pending_subs.push(s);
+                            }
+                        }
+                    }
                     dev.subscribe_next();
                     if let Some(every) = report_every {
                         next_report = Some(Instant::now() + every);
@@ -413,6 +471,15 @@ pub async fn run(
                     dev.logln(format!("<- SUBACK {:?}", ack.return_codes));
                     if dev.pending_subs.is_empty() {
                         dev.out("subscribed".into());
+                        if let Some(f) = dev.fota.as_mut() {
+                            f.on_subscribed();
+                        }
+                        dev.fota_flush();
+                        if dev.cfg.report_on_connect
+                            && let Err(e) = dev.report()
+                        {
+                            dev.out(format!("error report: {e}"));
+                        }
                     }
                     dev.subscribe_next();
                 }
@@ -466,6 +533,12 @@ pub async fn run(
                         dev.out(format!("error {word}: unknown command in MQTT mode (expected report, status or quit)"));
                     }
                 }
+            },
+            Some(ev) = fota_events.recv() => {
+                if let Some(f) = dev.fota.as_mut() {
+                    f.on_event(ev);
+                }
+                dev.fota_flush();
             },
             _ = sleep_until(deadline) => {
                 if let Err(e) = dev.report() {

@@ -86,6 +86,7 @@ impl ObjectStore {
         s.set(r(1, 0, 5), Value::Integer(i64::from(cfg.disable_timeout)));
         s.set(r(1, 0, 6), Value::Boolean(false));
         s.set(r(1, 0, 7), Value::String(cfg.binding.clone()));
+        s.set(r(1, 0, 23), Value::Boolean(false)); // Mute Send
 
         s.executables.insert(r(1, 0, 4)); // Disable
         s.executables.insert(r(1, 0, 8)); // Registration Update Trigger
@@ -105,6 +106,16 @@ impl ObjectStore {
             Value::Integer(0),
         );
         s.set(r(3, 0, 16), Value::String("U".into()));
+        s.set(r(3, 0, 13), Value::Time(0));
+        // ETS configuration C.4: two power sources (DC, battery) with their
+        // voltage (mV) and current (mA).
+        let ri = ObjectPath::resource_instance;
+        s.set(ri(3, 0, 6, 0), Value::Integer(0));
+        s.set(ri(3, 0, 6, 1), Value::Integer(1));
+        s.set(ri(3, 0, 7, 0), Value::Integer(5000));
+        s.set(ri(3, 0, 7, 1), Value::Integer(3700));
+        s.set(ri(3, 0, 8, 0), Value::Integer(120));
+        s.set(ri(3, 0, 8, 1), Value::Integer(80));
 
         s.instances.insert((TEST_OBJECT, 0));
         s.set(r(TEST_OBJECT, 0, 0), Value::String(cfg.test_string.clone()));
@@ -116,6 +127,47 @@ impl ObjectStore {
 
     fn set(&mut self, path: ObjectPath, value: Value) {
         self.values.insert(path, value);
+    }
+
+    /// Sets a value the agent itself owns (Object 5's resources, see `fota`).
+    pub(crate) fn set_value(&mut self, path: ObjectPath, value: Value) {
+        self.set(path, value);
+    }
+
+    /// Adds an object instance (Object 5's `/5/0`, see `fota`).
+    pub(crate) fn add_instance(&mut self, object: u16, instance: u16) {
+        self.instances.insert((object, instance));
+    }
+
+    /// Marks an executable resource as implemented (`/5/0/2`, see `fota`).
+    pub(crate) fn add_executable(&mut self, path: ObjectPath) {
+        self.executables.insert(path);
+    }
+
+    /// The Security object's values (test-only deviations; servers never
+    /// get them).
+    pub fn security_values(&self) -> Vec<(ObjectPath, Value)> {
+        self.values
+            .iter()
+            .filter(|(p, _)| p.object_id().map(|o| o.0) == Some(SECURITY))
+            .map(|(p, v)| (*p, v.clone()))
+            .collect()
+    }
+
+    /// Sets a value without any access check (test-only deviations).
+    pub fn force_set(&mut self, path: ObjectPath, value: Value) {
+        self.values.insert(path, value);
+    }
+
+    /// Removes the writable resources under `instance` that are not in
+    /// `keep` (test-only deviation: a partial update treated as a replace).
+    pub fn drop_writable_except(&mut self, instance: &ObjectPath, keep: &[ObjectPath]) {
+        let defs = &self.defs;
+        self.values.retain(|p, _| {
+            !(instance.is_prefix_of(p)
+                && !keep.iter().any(|k| k.is_prefix_of(p))
+                && defs.resource_at(p).is_some_and(|d| d.operations.writable()))
+        });
     }
 
     /// The value at a resource (or resource instance) path, if set.

@@ -238,6 +238,11 @@ impl Observations {
         }
     }
 
+    /// The attributes written with Write-Attributes, per path (for Discover).
+    pub fn written(&self) -> &[(ObjectPath, Attributes)] {
+        &self.written
+    }
+
     /// The observed paths.
     pub fn paths(&self) -> Vec<ObjectPath> {
         self.active.iter().map(|o| o.path).collect()

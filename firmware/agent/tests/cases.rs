@@ -199,6 +199,7 @@ async fn context(time_scale: f64, silent: bool, ep: &str) -> CaseContext {
         net: Default::default(),
         params: Default::default(),
         params_source: String::new(),
+        power: None,
     }
 }
 

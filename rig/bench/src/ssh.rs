@@ -42,12 +42,23 @@
 //! from the same agent arguments as the sim target ([`crate::target::agent_args`]),
 //! each word single-quoted for the remote shell. `run_as = "process"` runs it
 //! under the session (its pid in a file); `run_as = "service"` runs it as a
-//! transient systemd unit (`systemd-run --pipe --unit=rig-agent-<run>`), whose
-//! stdio is still piped back.
+//! transient systemd unit (`systemd-run --pipe --collect
+//! --unit=rig-agent-<run>`, through `sudo -n` when the login is not root),
+//! whose stdio is still piped back over the session: the console is the
+//! unit's stdout, nothing goes through the journal. Before the first copy, a
+//! service bench checks the board ([`SERVICE_CHECK_SCRIPT`]): no
+//! `systemd-run`/`systemctl`, systemd not being PID 1 (`systemctl
+//! is-system-running` says "offline", as in a container) or no passwordless
+//! sudo for them is a [`SshError::NoSystemd`] naming the board and what is
+//! missing.
 //!
 //! **Stop** is the process target's (the profile's `quit`, then signals to the
-//! local `ssh`), then a remote check: the pid from the file (or the unit) is
-//! sent SIGTERM, then SIGKILL, and the stop fails if it is still alive.
+//! local `ssh`), then a remote check: the pid from the file is sent SIGTERM,
+//! then SIGKILL; a unit gets `systemctl stop` and `reset-failed`. The stop
+//! fails if the program (or unit) is still alive. A reset or a recovery after
+//! a power cycle is a stop and a fresh start, so for a service it is
+//! `systemctl stop` and a new `systemd-run`: a restart with the new case's
+//! settings.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -152,6 +163,19 @@ pub enum SshError {
         file: PathBuf,
         /// What is wrong.
         problem: String,
+    },
+    /// `run_as = "service"` on a board that cannot run a systemd unit for us.
+    #[error(
+        "ssh {dest}: target.run_as = \"service\" needs systemd on the board, but {missing}. Use run_as = \"process\" for this board{fix}"
+    )]
+    NoSystemd {
+        /// `user@host:port`.
+        dest: String,
+        /// What is missing, e.g. "systemd is not running (`systemctl
+        /// is-system-running` says \"offline\"; PID 1 is `sh`)".
+        missing: String,
+        /// The fix beyond `run_as = "process"`, starting with ", or ".
+        fix: String,
     },
     /// Cross-building the agent failed.
     #[error("cross-building rig-agent for {target} failed: {detail}")]
@@ -452,6 +476,8 @@ pub struct SshDut {
     run: String,
     remote_argv: Vec<String>,
     power_switch: Option<PowerSwitch>,
+    /// Whether the board was found able to run the agent as a unit.
+    service_checked: bool,
 }
 
 impl std::fmt::Debug for SshDut {
@@ -500,6 +526,7 @@ impl SshDut {
             run,
             remote_argv: Vec::new(),
             power_switch: None,
+            service_checked: false,
         })
     }
 
@@ -654,6 +681,39 @@ impl SshDut {
             status: r.status,
             stderr: r.stderr,
         }
+    }
+
+    /// For `run_as = "service"`: checks once per DUT that the board can run a
+    /// transient systemd unit for us, before anything is copied, and fails
+    /// with [`SshError::NoSystemd`] naming what is missing.
+    pub async fn check_service(&mut self) -> Result<(), SshError> {
+        if self.spec.run_as != RunAs::Service || self.service_checked {
+            return Ok(());
+        }
+        let r = self
+            .remote(
+                "checking for systemd",
+                SERVICE_CHECK_SCRIPT,
+                None,
+                REMOTE_TIMEOUT,
+            )
+            .await?;
+        if let Some((missing, fix)) = service_problems(&r.stdout) {
+            return Err(SshError::NoSystemd {
+                dest: self.cmd.dest(),
+                missing,
+                fix,
+            });
+        }
+        self.console.push(
+            Stream::Rig,
+            &format!(
+                "service: systemd runs on the board; the program runs as unit {}",
+                self.unit_name()
+            ),
+        );
+        self.service_checked = true;
+        Ok(())
     }
 
     /// Finds (or cross-builds) the agent, checks it suits the board and makes
@@ -883,6 +943,88 @@ impl SshDut {
     }
 }
 
+/// The remote shell script that tells whether the board can run the agent
+/// as a transient systemd unit: who we are, whether `systemd-run` and
+/// `systemctl` exist (and `sudo -n` may run them when we are not root),
+/// systemd's state and PID 1's name. [`service_problems`] reads its output.
+pub const SERVICE_CHECK_SCRIPT: &str = "\
+if [ \"$(id -u)\" = 0 ]; then s=; echo 'user root'; else s=y; echo \"user $(id -un)\"; fi; \
+for p in systemd-run systemctl; do \
+if command -v $p >/dev/null 2>&1; then \
+if [ -n \"$s\" ] && ! sudo -n -l $p >/dev/null 2>&1; then echo \"nosudo $p\"; fi; \
+else echo \"missing $p\"; fi; done; \
+echo \"state $(systemctl is-system-running 2>/dev/null)\"; \
+echo \"init $(cat /proc/1/comm 2>/dev/null)\"";
+
+/// What stops `run_as = "service"` on a board, from the output of
+/// [`SERVICE_CHECK_SCRIPT`]: (what is missing, the fix), or None when the
+/// board can run the unit.
+pub fn service_problems(output: &str) -> Option<(String, String)> {
+    let mut user = String::new();
+    let mut missing = Vec::new();
+    let mut nosudo = Vec::new();
+    let mut state = String::new();
+    let mut init = String::new();
+    for line in output.lines() {
+        let (key, value) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+        let value = value.trim().to_string();
+        match key {
+            "user" => user = value,
+            "missing" => missing.push(value),
+            "nosudo" => nosudo.push(value),
+            "state" => state = value,
+            "init" => init = value,
+            _ => {}
+        }
+    }
+    if !missing.is_empty() {
+        return Some((
+            format!(
+                "it has no {} (not found in the login PATH)",
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+            ", or install systemd there".into(),
+        ));
+    }
+    // `systemctl is-system-running`: these states mean systemd is PID 1 and
+    // takes new units; "offline" means it is not the init system.
+    if !matches!(
+        state.as_str(),
+        "running" | "degraded" | "starting" | "initializing"
+    ) {
+        let said = if state.is_empty() {
+            "nothing".to_string()
+        } else {
+            format!("\"{state}\"")
+        };
+        let pid1 = if init.is_empty() {
+            String::new()
+        } else {
+            format!("; PID 1 is `{init}`")
+        };
+        return Some((
+            format!(
+                "systemd is not running as its init system (`systemctl is-system-running` says {said}{pid1})"
+            ),
+            ", or boot it with systemd as PID 1 (Raspberry Pi OS does)".into(),
+        ));
+    }
+    if !nosudo.is_empty() {
+        let tools = nosudo.join(", ");
+        return Some((
+            format!("user {user} is not root and `sudo -n` may not run {tools} without a password"),
+            format!(
+                ", or log in as root, or let {user} run them: a line `{user} ALL=(root) NOPASSWD: /usr/bin/systemd-run, /usr/bin/systemctl` in /etc/sudoers.d/rig (Raspberry Pi OS's user pi may already run anything)"
+            ),
+        ));
+    }
+    None
+}
+
 /// Lower-case hex SHA-256.
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
@@ -976,10 +1118,25 @@ pub async fn cross_build(triple: &str, dir: &Path) -> Result<PathBuf, SshError> 
         "CARGO_TARGET_{}_LINKER",
         triple.to_ascii_uppercase().replace(['-', '.'], "_")
     );
-    if std::env::var_os(&var).is_none()
-        && let Some(linker) = cross_linker(triple)
-    {
-        cmd.env(&var, linker);
+    if let Some(linker) = cross_linker(triple) {
+        if std::env::var_os(&var).is_none() {
+            cmd.env(&var, &linker);
+        }
+        // The C in the agent's dependencies (vendored OpenSSL, ring, aws-lc)
+        // is compiled for the board by the cc crate, which reads these.
+        let under = triple.replace(['-', '.'], "_");
+        let tools = [
+            (format!("CC_{under}"), linker.clone()),
+            (
+                format!("AR_{under}"),
+                format!("{}-ar", linker.trim_end_matches("-gcc")),
+            ),
+        ];
+        for (k, v) in tools {
+            if std::env::var_os(&k).is_none() {
+                cmd.env(k, v);
+            }
+        }
     }
     let child = cmd.spawn().map_err(|source| SshError::Local {
         program: cargo.clone(),
@@ -1040,6 +1197,7 @@ impl Dut for SshDut {
     async fn start(&mut self, config: &DutConfig) -> Result<(), BenchError> {
         self.stop().await?;
         self.connect().await?;
+        self.check_service().await?;
         self.deploy().await?;
         let argv = self.render_remote_argv(config)?;
         let script = self.start_script(&argv);
@@ -1134,6 +1292,9 @@ impl Dut for SshDut {
         }
         if let Some(a) = &self.remote_arch {
             m.insert("machine".into(), a.clone());
+        }
+        if self.spec.run_as == RunAs::Service {
+            m.insert("unit".into(), self.unit_name());
         }
         if let Some(p) = &self.profile {
             m.insert("profile".into(), p.name.clone());
@@ -1294,6 +1455,56 @@ mod tests {
             "{sv}"
         );
         assert!(dut.kill_script().contains("systemctl stop rig-agent-"));
+    }
+
+    #[test]
+    fn what_stops_a_service_is_named() {
+        // A Raspberry Pi OS board, logged in as pi with passwordless sudo.
+        let ok = "user pi\nstate running\ninit systemd\n";
+        assert_eq!(service_problems(ok), None);
+        assert_eq!(
+            service_problems("user root\nstate degraded\ninit systemd\n"),
+            None
+        );
+        // A container or a board booted with another init.
+        let (m, fix) = service_problems("user root\nstate offline\ninit sh\n").unwrap();
+        assert_eq!(
+            m,
+            "systemd is not running as its init system (`systemctl is-system-running` says \"offline\"; PID 1 is `sh`)"
+        );
+        assert!(fix.contains("PID 1"), "{fix}");
+        // No systemd at all (Alpine, Buildroot): both tools named.
+        let (m, _) = service_problems(
+            "user root\nmissing systemd-run\nmissing systemctl\nstate \ninit busybox\n",
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            "it has no `systemd-run` and `systemctl` (not found in the login PATH)"
+        );
+        // Not root, and sudo wants a password.
+        let (m, fix) = service_problems(
+            "user pi\nnosudo systemd-run\nnosudo systemctl\nstate running\ninit systemd\n",
+        )
+        .unwrap();
+        assert!(m.contains("user pi is not root"), "{m}");
+        assert!(
+            fix.contains("pi ALL=(root) NOPASSWD: /usr/bin/systemd-run, /usr/bin/systemctl"),
+            "{fix}"
+        );
+        let e = SshError::NoSystemd {
+            dest: "pi@10.78.0.2:22".into(),
+            missing: m,
+            fix,
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("ssh pi@10.78.0.2:22: target.run_as = \"service\" needs systemd on the board, but user pi"),
+            "{text}"
+        );
+        assert!(text.contains("Use run_as = \"process\""), "{text}");
+        // Nothing answered: treated as no systemd, not as success.
+        assert!(service_problems("").is_some());
     }
 
     #[test]

@@ -207,7 +207,74 @@ pub fn agent_args(config: &DutConfig) -> Vec<String> {
         extra.push("--bootstrap-only".to_string());
     }
     extra.extend(security_args(config));
+    extra.extend(scenario_args(config));
+    extra.extend(fota_args(config));
     extra
+}
+
+/// The `extra` keys of the FOTA cases and their agent options (see the
+/// agent README, "Firmware update").
+pub const FOTA_ARGS: &[(&str, &str)] = &[
+    ("state_dir", "--state-dir"),
+    ("fota_block_size", "--fota-block-size"),
+    ("fota_max_size", "--fota-max-size"),
+    ("fota_retries", "--fota-retries"),
+    ("fota_idle_timeout", "--fota-idle-timeout"),
+    ("fota_ca", "--fota-ca"),
+    ("mqtt_fota", "--mqtt-fota"),
+    ("mqtt_stream_block", "--mqtt-stream-block"),
+];
+
+/// The reference agent's options for the FOTA keys of `config.extra`
+/// (see [`FOTA_ARGS`]).
+pub fn fota_args(config: &DutConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, option) in FOTA_ARGS {
+        if let Some(v) = config.extra.get(*key) {
+            out.push((*option).to_string());
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+/// The `extra` keys of the MachNation scenarios and their agent options
+/// (`mqtt` = `mqtts://ip:port`, the MQTT client's TLS files, the test
+/// object's start values, the report period). `test_bool = "true"` and
+/// `report_on_connect = "true"` become flags.
+pub const SCENARIO_ARGS: &[(&str, &str)] = &[
+    ("mqtt", "--mqtt"),
+    ("mqtt_variant", "--mqtt-variant"),
+    ("mqtt_topic_root", "--mqtt-topic-root"),
+    ("mqtt_cert", "--cert"),
+    ("mqtt_key", "--key"),
+    ("mqtt_ca", "--ca"),
+    ("report_every", "--report-every"),
+    ("mqtt_keepalive", "--mqtt-keepalive"),
+    ("test_string", "--test-string"),
+    ("test_int", "--test-int"),
+    ("test_float", "--test-float"),
+];
+
+/// The reference agent's options for the scenario keys of `config.extra`
+/// (see [`SCENARIO_ARGS`]).
+pub fn scenario_args(config: &DutConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, option) in SCENARIO_ARGS {
+        if let Some(v) = config.extra.get(*key) {
+            out.push((*option).to_string());
+            out.push(v.clone());
+        }
+    }
+    for (key, flag) in [
+        ("test_bool", "--test-bool"),
+        ("report_on_connect", "--report-on-connect"),
+    ] {
+        if config.extra.get(key).is_some_and(|v| v == "true") {
+            out.push(flag.to_string());
+        }
+    }
+    out
 }
 
 /// The reference agent's security options for the security keys of

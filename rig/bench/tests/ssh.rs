@@ -12,6 +12,18 @@
 //! host's: the agent is deployed into a temporary `remote_dir`, and the tests
 //! can look in `/proc` to see whether the deployed agent really runs.
 //!
+//! `run_as = "service"` needs systemd as PID 1 on the board, which this
+//! container does not run (`systemctl is-system-running` says "offline"). So
+//! the service tests are two: against the real `systemctl` (the clear
+//! "needs systemd" error, checked before anything is copied, and the same
+//! board then used with `run_as = "process"`), and against stand-ins for
+//! `systemd-run` and `systemctl` put first in the login PATH of a second sshd
+//! (`SetEnv PATH=...`). The stand-ins are the lowest layer only: they do what
+//! systemd would for the exact command lines the SSH target sends (run the
+//! program with its stdio piped back, stop it, report it active) and log
+//! every call, so everything above them (the check, the scripts, `sudo`
+//! selection, console, stop) is the real code. See [`FAKE_SYSTEMD_RUN`].
+//!
 //! These tests need root (namespaces, sshd). Without it they fail with a
 //! clear message, unless `RIG_SKIP_PRIVILEGED=1` says to skip them (CI runs
 //! as root). Every wait is bounded; a [`Pi`] guard kills sshd and deletes the
@@ -74,8 +86,66 @@ struct Pi {
 
 const SSH_PORT: u16 = 2222;
 
+/// Stand-in for `systemd-run` (see the module doc): runs the command in the
+/// foreground, as `systemd-run --pipe` would with its stdio, after recording
+/// its pid under the unit's name. `@STATE@` is the state folder.
+const FAKE_SYSTEMD_RUN: &str = r#"#!/bin/sh
+# Test stand-in for systemd-run (rig/bench/tests/ssh.rs): systemd is not PID 1 here.
+echo "systemd-run $*" >> @STATE@/calls
+unit=; wd=/
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --unit=*) unit=${1#--unit=} ;;
+    --working-directory=*) wd=${1#--working-directory=} ;;
+    --) shift; break ;;
+    -*) ;;
+    *) break ;;
+  esac
+  shift
+done
+[ -n "$unit" ] || { echo "fake systemd-run: no --unit" >&2; exit 1; }
+cd "$wd" || exit 1
+echo $$ > @STATE@/$unit.pid
+exec "$@"
+"#;
+
+/// Stand-in for `systemctl`: `is-system-running`, `stop`, `reset-failed`,
+/// `is-active` on the units [`FAKE_SYSTEMD_RUN`] started.
+const FAKE_SYSTEMCTL: &str = r#"#!/bin/sh
+# Test stand-in for systemctl (rig/bench/tests/ssh.rs).
+echo "systemctl $*" >> @STATE@/calls
+case "$1" in
+  is-system-running) echo running ;;
+  stop)
+    p=$(cat @STATE@/$2.pid 2>/dev/null) || exit 0
+    kill -TERM "$p" 2>/dev/null; i=0
+    while kill -0 "$p" 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done
+    kill -KILL "$p" 2>/dev/null; sleep 0.1
+    rm -f @STATE@/$2.pid ;;
+  reset-failed) ;;
+  is-active)
+    [ "$2" = --quiet ] && shift
+    p=$(cat @STATE@/$2.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null ;;
+  *) echo "fake systemctl: unsupported: $*" >&2; exit 1 ;;
+esac
+"#;
+
 impl Pi {
     fn start() -> Pi {
+        Self::start_with(false)
+    }
+
+    /// A Pi whose login PATH starts with the systemd stand-ins.
+    fn start_fake_systemd() -> Pi {
+        Self::start_with(true)
+    }
+
+    /// Every call the systemd stand-ins received.
+    fn systemd_calls(&self) -> String {
+        std::fs::read_to_string(self.path("systemd/calls")).unwrap_or_default()
+    }
+
+    fn start_with(fake_systemd: bool) -> Pi {
         static NEXT: AtomicU8 = AtomicU8::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
@@ -89,7 +159,7 @@ impl Pi {
             dir: tempfile::tempdir().unwrap(),
             sshd: None,
         };
-        pi.build();
+        pi.build(fake_systemd);
         pi
     }
 
@@ -97,7 +167,7 @@ impl Pi {
         self.dir.path().join(name)
     }
 
-    fn build(&mut self) {
+    fn build(&mut self, fake_systemd: bool) {
         let ns = self.ns.clone();
         run("ip", &["netns", "add", &ns]);
         run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
@@ -171,12 +241,31 @@ impl Pi {
         )
         .unwrap();
         std::fs::write(self.path("known_hosts_empty"), "").unwrap();
+        let mut set_env = String::new();
+        if fake_systemd {
+            let bin = self.path("fakebin");
+            let state = self.path("systemd");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::create_dir_all(&state).unwrap();
+            for (name, text) in [
+                ("systemd-run", FAKE_SYSTEMD_RUN),
+                ("systemctl", FAKE_SYSTEMCTL),
+            ] {
+                let p = bin.join(name);
+                std::fs::write(&p, text.replace("@STATE@", state.to_str().unwrap())).unwrap();
+                run("chmod", &["755", p.to_str().unwrap()]);
+            }
+            set_env = format!(
+                "SetEnv PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+                bin.display()
+            );
+        }
         let cfg = format!(
             "Port {SSH_PORT}\nListenAddress {addr}\nHostKey {dir}/host_key\n\
              PidFile none\nAuthorizedKeysFile {dir}/authorized_keys\n\
              PubkeyAuthentication yes\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
-             UsePAM no\nUseDNS no\nStrictModes no\nLogLevel VERBOSE\n",
+             UsePAM no\nUseDNS no\nStrictModes no\nLogLevel VERBOSE\n{set_env}",
             addr = self.addr,
             dir = self.dir.path().display(),
         );
@@ -583,4 +672,216 @@ async fn wrong_key_unknown_host_key_and_dead_host_are_clear_bounded_errors() {
     );
     assert!(text.contains(&format!("pi@{dead}:22")), "{text}");
     assert!(took < Duration::from_secs(8), "took {took:?}: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_mode_without_systemd_is_a_clear_error_and_process_mode_still_runs() {
+    if !privileged() {
+        return;
+    }
+    let agent = ensure_agent();
+    // The real systemd-run and systemctl: systemd is not PID 1 in this container.
+    let pi = Pi::start();
+    let server = Lwm2mServer::bind(SocketAddr::from((pi.host_addr, 0)))
+        .await
+        .unwrap();
+    let mut events = server.events();
+    let remote_dir = pi.path("remote");
+    let common = format!(
+        "identity = \"client\"\nknown_hosts = \"known_hosts\"\nagent = \"{}\"\nremote_dir = \"{}\"",
+        agent.display(),
+        remote_dir.display()
+    );
+    let evidence = tempfile::tempdir().unwrap();
+
+    let bench = Bench::load(&pi.bench("svc", &format!("{common}\nrun_as = \"service\""))).unwrap();
+    let mut dut = open(&bench, evidence.path()).unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(30), dut.start(&config("svc", &server)))
+        .await
+        .expect("the failure is bounded")
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(expect_ssh_error(&e), SshError::NoSystemd { .. }),
+        "{text}"
+    );
+    let dest = format!("root@{}:{SSH_PORT}", pi.addr);
+    assert!(
+        text.contains(&format!(
+            "ssh {dest}: target.run_as = \"service\" needs systemd on the board, but systemd is not running as its init system (`systemctl is-system-running` says \"offline\"; PID 1 is `"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("Use run_as = \"process\""), "{text}");
+    assert!(!dut.is_running());
+    // Checked before the copy: nothing was put on the board.
+    assert!(!remote_dir.join("rig-agent").exists(), "nothing deployed");
+
+    // The same board with run_as = "process" runs the agent.
+    let bench = Bench::load(&pi.bench("proc", &format!("{common}\nrun_as = \"process\""))).unwrap();
+    let mut dut = open(&bench, evidence.path()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        dut.start(&config("proc-ep", &server)).await.unwrap();
+        let registered = wait_for(
+            &mut events,
+            Duration::from_secs(20),
+            |e| matches!(e, ServerEvent::Registered { endpoint, .. } if endpoint == "proc-ep"),
+        )
+        .await;
+        assert!(registered.is_some(), "{}", dut.console().tail(30));
+        assert_eq!(dut.identity()["run_as"], "process");
+        dut.stop().await.unwrap();
+    })
+    .await
+    .expect("the process start took longer than 60 s");
+    assert!(
+        gone_within(&remote_dir.join("rig-agent"), Duration::from_secs(5)),
+        "the agent still runs after stop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_mode_starts_a_unit_with_systemd_run_and_stops_it_with_systemctl() {
+    if !privileged() {
+        return;
+    }
+    let agent = ensure_agent();
+    let pi = Pi::start_fake_systemd();
+    let server = Lwm2mServer::bind(SocketAddr::from((pi.host_addr, 0)))
+        .await
+        .unwrap();
+    let mut events = server.events();
+    let remote_dir = pi.path("remote");
+    let bench = Bench::load(&pi.bench(
+        "svc",
+        &format!(
+            "identity = \"client\"\nknown_hosts = \"known_hosts\"\nagent = \"{}\"\nremote_dir = \"{}\"\nrun_as = \"service\"",
+            agent.display(),
+            remote_dir.display()
+        ),
+    ))
+    .unwrap();
+    let evidence = tempfile::tempdir().unwrap();
+    let mut dut = open(&bench, evidence.path()).unwrap();
+    let deployed = remote_dir.join("rig-agent");
+    tokio::time::timeout(Duration::from_secs(90), async {
+        dut.start(&config("svc-ep", &server)).await.unwrap();
+        let registered = wait_for(
+            &mut events,
+            Duration::from_secs(20),
+            |e| matches!(e, ServerEvent::Registered { endpoint, .. } if endpoint == "svc-ep"),
+        )
+        .await;
+        assert!(registered.is_some(), "{}", dut.console().tail(30));
+        let id = dut.identity();
+        assert_eq!(id["run_as"], "service");
+        let unit = id["unit"].clone();
+        assert!(unit.starts_with("rig-agent-"), "{unit}");
+        let calls = pi.systemd_calls();
+        assert!(calls.starts_with("systemctl is-system-running\n"), "{calls}");
+        // root needs no sudo; the unit runs the deployed agent in remote_dir.
+        let started = format!(
+            "systemd-run --quiet --pipe --collect --unit={unit} --working-directory={dir} -- {dir}/rig-agent ",
+            dir = remote_dir.display()
+        );
+        assert!(calls.contains(&started), "{calls}");
+        assert!(calls.contains("--endpoint svc-ep"), "{calls}");
+        assert_eq!(running(&deployed).len(), 1, "one agent runs on the board");
+
+        // The console is the unit's stdout, piped back.
+        dut.act(&DutAction::Custom("status".into(), vec![]))
+            .await
+            .unwrap();
+        let console = dut.console().since(0);
+        assert!(
+            console.contains(&format!(
+                "service: systemd runs on the board; the program runs as unit {unit}"
+            )),
+            "{console}"
+        );
+        assert!(console.contains("ok status"), "{console}");
+
+        // Stop: the profile's quit, then systemctl stop and reset-failed.
+        dut.stop().await.unwrap();
+        assert!(!dut.is_running());
+        let calls = pi.systemd_calls();
+        for want in [
+            format!("systemctl stop {unit}"),
+            format!("systemctl reset-failed {unit}"),
+            format!("systemctl is-active --quiet {unit}"),
+        ] {
+            assert!(calls.contains(&want), "{want} missing in:\n{calls}");
+        }
+        assert!(
+            gone_within(&deployed, Duration::from_secs(5)),
+            "the agent still runs after stop: {:?}",
+            running(&deployed)
+        );
+        // A restart is a stop and a new unit with the new settings; the
+        // board was checked once.
+        dut.start(&config("svc-ep-2", &server)).await.unwrap();
+        let registered = wait_for(
+            &mut events,
+            Duration::from_secs(20),
+            |e| matches!(e, ServerEvent::Registered { endpoint, .. } if endpoint == "svc-ep-2"),
+        )
+        .await;
+        assert!(registered.is_some(), "{}", dut.console().tail(30));
+        let calls = pi.systemd_calls();
+        assert_eq!(calls.matches("is-system-running").count(), 1, "{calls}");
+        assert_eq!(calls.matches("systemd-run ").count(), 2, "{calls}");
+        dut.stop().await.unwrap();
+    })
+    .await
+    .expect("the test took longer than 90 s");
+
+    // A program that ignores quit, SIGHUP and SIGTERM: only `systemctl stop`
+    // (the stand-in's SIGKILL after 3 s, as systemd's stop timeout would) ends it.
+    let script = pi.path("stubborn.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ntrap '' TERM HUP\necho started \"$1\"\nwhile :; do sleep 0.2; done\n",
+    )
+    .unwrap();
+    run("chmod", &["755", script.to_str().unwrap()]);
+    let bench = Bench::load(&pi.bench(
+        "stubborn-svc",
+        &format!(
+            "identity = \"client\"\nknown_hosts = \"known_hosts\"\nrun_as = \"service\"\ncommand = [\"{}\", \"{{endpoint}}\"]",
+            script.display()
+        ),
+    ))
+    .unwrap();
+    let mut dut = open(&bench, evidence.path()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        dut.start(&config("stubborn", &server)).await.unwrap();
+        let line = dut
+            .expect_console("started", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(line, "started stubborn");
+        let unit = dut.identity()["unit"].clone();
+        let pid: i32 = std::fs::read_to_string(pi.path(&format!("systemd/{unit}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let alive =
+            |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        assert!(alive(pid));
+        dut.stop().await.unwrap();
+        assert!(
+            pi.systemd_calls()
+                .contains(&format!("systemctl stop {unit}")),
+            "{}",
+            pi.systemd_calls()
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!alive(pid), "the unit's program {pid} still runs");
+    })
+    .await
+    .expect("the stubborn test took longer than 60 s");
 }

@@ -158,6 +158,10 @@ struct RunArgs {
     /// Accept a run that plans zero cases (exit 0 instead of 3).
     #[arg(long)]
     allow_empty: bool,
+    /// Run each selected case N times in a row (ids `<id>#1` to `<id>#N`) and
+    /// report each case's pass rate (stdout, report.md, run.json `repeat`).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
     #[command(flatten)]
     lease: cmd::lease::LeaseArgs,
 }

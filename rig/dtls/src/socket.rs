@@ -69,6 +69,28 @@ impl DtlsServerSocket {
         })
     }
 
+    /// Serves DTLS on a socket bound elsewhere (e.g. inside a network
+    /// namespace, on a fixed port). Must be called inside a tokio runtime.
+    pub fn from_std(socket: std::net::UdpSocket, config: ServerConfig) -> Result<Self, DtlsError> {
+        let server = Server::new(config)?;
+        socket
+            .set_nonblocking(true)
+            .map_err(io_err("set_nonblocking"))?;
+        let socket = UdpSocket::from_std(socket).map_err(io_err("from_std"))?;
+        let local = socket.local_addr().map_err(io_err("local address"))?;
+        let (plain_tx, plain_rx) = mpsc::channel(CHANNEL);
+        let (event_tx, event_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel(CHANNEL);
+        let task = tokio::spawn(serve(socket, server, plain_tx, event_tx, cmd_rx));
+        Ok(Self {
+            local,
+            plaintext: Mutex::new(plain_rx),
+            events: Mutex::new(event_rx),
+            commands: cmd_tx,
+            task,
+        })
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local

@@ -16,11 +16,20 @@
 //! the frames delivered across the link, as the upstream side sees them
 //! (after NAT for uplink, before reverse NAT for downlink, i.e. the
 //! external port in both directions).
+//!
+//! A [`FrameTap`] (from [`BridgeControl::tap`]) sees the frames the DUT's
+//! radio handled, for the power model: uplink frames when the DUT sent them
+//! (at ingress, before impairment, so a frame the link then drops still
+//! cost the DUT its transmission), downlink frames when they reach the DUT.
+//! A tap is a bounded channel: when its reader lags, frames are dropped and
+//! counted, never waited for.
 
 use std::collections::HashMap;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -108,6 +117,46 @@ pub struct BridgeSummary {
     pub events: Vec<(Direction, LinkEvent)>,
 }
 
+/// One frame the DUT's radio handled, as a [`FrameTap`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TappedFrame {
+    /// When the bridge saw it (monotonic clock).
+    pub at: Instant,
+    /// The same time on the bridge's clock (since the bridge started; the
+    /// clock of pcap timestamps and accounting windows).
+    pub since_start: Duration,
+    /// Up: the DUT sent it. Down: the DUT received it.
+    pub direction: Direction,
+    /// Whole Ethernet frame length (B).
+    pub l2_len: usize,
+}
+
+/// The reading end of a frame tap: a bounded channel the bridge never
+/// blocks on. Dropping it detaches the tap.
+#[derive(Debug)]
+pub struct FrameTap {
+    rx: Receiver<TappedFrame>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl FrameTap {
+    /// The frames waiting now, without blocking.
+    pub fn try_iter(&self) -> impl Iterator<Item = TappedFrame> + '_ {
+        self.rx.try_iter()
+    }
+
+    /// The next frame, waiting at most `timeout`; `None` on timeout or once
+    /// the bridge has stopped.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<TappedFrame> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Frames the bridge could not hand over because this tap was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
 type Reply<T> = Sender<Result<T, NetError>>;
 
 enum Cmd {
@@ -119,6 +168,7 @@ enum Cmd {
     Restore(Option<Direction>),
     Rebind,
     SetLink(Box<[Pipeline; 2]>, Reply<()>),
+    AddTap(SyncSender<TappedFrame>, Arc<AtomicU64>, Reply<()>),
     Stop(Reply<BridgeSummary>),
 }
 
@@ -137,7 +187,7 @@ pub struct Bridge {
 #[derive(Debug, Clone)]
 pub struct BridgeControl {
     tx: Sender<Cmd>,
-    wake: std::sync::Arc<UnixDatagram>,
+    wake: Arc<UnixDatagram>,
     seed: u64,
 }
 
@@ -184,6 +234,7 @@ struct State {
     oversize: u64,
     events: Vec<(Direction, LinkEvent)>,
     error: Option<NetError>,
+    taps: Vec<(SyncSender<TappedFrame>, Arc<AtomicU64>)>,
 }
 
 fn idx(d: Direction) -> usize {
@@ -213,7 +264,32 @@ impl State {
         }
     }
 
+    /// Hands a frame to every tap; a full tap counts a drop, a closed one
+    /// is detached.
+    fn tap(&mut self, dir: Direction, now: Duration, l2_len: usize) {
+        if self.taps.is_empty() {
+            return;
+        }
+        let frame = TappedFrame {
+            at: self.t0 + now,
+            since_start: now,
+            direction: dir,
+            l2_len,
+        };
+        self.taps.retain(|(tx, dropped)| match tx.try_send(frame) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+    }
+
     fn delivered(&mut self, dir: Direction, now: Duration, frame: &[u8]) {
+        if dir == Direction::Down {
+            self.tap(dir, now, frame.len());
+        }
         let info = FrameInfo::parse(frame);
         if info.l2_len > 1514 {
             self.oversize += 1;
@@ -340,6 +416,10 @@ impl State {
                 self.pipes = *pipes;
                 reply.send(Ok(())).ok();
             }
+            Cmd::AddTap(tx, dropped, reply) => {
+                self.taps.push((tx, dropped));
+                reply.send(Ok(())).ok();
+            }
             Cmd::Rebind => {
                 if let Some(n) = &mut self.nat {
                     n.rebind();
@@ -447,6 +527,9 @@ fn run_loop(mut st: State, socks: [PacketSocket; 2], rx: Receiver<Cmd>, wake: Un
                             nat.translate_up(&mut frame);
                         }
                         let now = st.now();
+                        if dir == Direction::Up {
+                            st.tap(dir, now, frame.len());
+                        }
                         st.pipes[idx(dir)].handle_frame(now, frame);
                     }
                     Ok(None) => break,
@@ -563,6 +646,7 @@ impl Bridge {
                     oversize: 0,
                     events: Vec::new(),
                     error: None,
+                    taps: Vec::new(),
                     cfg,
                 };
                 run_loop(st, socks, rx, wake_rx);
@@ -575,7 +659,7 @@ impl Bridge {
             Ok(Ok(())) => Ok(Bridge {
                 control: BridgeControl {
                     tx,
-                    wake: std::sync::Arc::new(wake_tx),
+                    wake: Arc::new(wake_tx),
                     seed,
                 },
                 thread: Some(thread),
@@ -666,6 +750,17 @@ impl BridgeControl {
     /// Rebinds the NAT now: the DUT's UDP source ports change.
     pub fn rebind_nat(&self) -> Result<(), NetError> {
         self.send(Cmd::Rebind)
+    }
+
+    /// Attaches a frame tap holding at most `capacity` frames (at least 1):
+    /// from now on every frame the DUT sends (at ingress) or receives (on
+    /// delivery) is offered to it, and dropped and counted when it is full.
+    pub fn tap(&self, capacity: usize) -> Result<FrameTap, NetError> {
+        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let d = dropped.clone();
+        self.ask(|r| Cmd::AddTap(tx, d, r))?;
+        Ok(FrameTap { rx, dropped })
     }
 
     /// Replaces both directions' impairment pipelines with `up` and `down`

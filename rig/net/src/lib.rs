@@ -50,7 +50,10 @@ pub mod profiles;
 mod sys;
 
 pub use account::{Accounting, Direction, Measurement, account_pcap};
-pub use bridge::{Bridge, BridgeConfig, BridgeControl, BridgeSummary, CaseCapture, dropped_path};
+pub use bridge::{
+    Bridge, BridgeConfig, BridgeControl, BridgeSummary, CaseCapture, FrameTap, TappedFrame,
+    dropped_path,
+};
 pub use error::NetError;
 pub use impair::{CutSpec, CutTrigger, DirectionConfig, FlowMatch, LossModel, Pipeline};
 pub use netns::{

@@ -461,6 +461,8 @@ pub enum RegistryEvent {
 pub struct Registry {
     root: String,
     time_scale: u32,
+    /// Location ids are left-padded with `0` to at least this many characters.
+    min_location_len: usize,
     next_location: u32,
     by_location: BTreeMap<String, Registration>,
     by_endpoint: BTreeMap<String, String>,
@@ -473,10 +475,18 @@ impl Registry {
         Registry {
             root: "rd".to_string(),
             time_scale: time_scale.max(1),
+            min_location_len: 0,
             next_location: 0,
             by_location: BTreeMap::new(),
             by_endpoint: BTreeMap::new(),
         }
+    }
+
+    /// Makes new location ids at least `n` characters long (left-padded
+    /// with `0`, e.g. `00000000a`): a server whose Location-Path has a given
+    /// length, as the MachNation calibration needs (9 characters).
+    pub fn set_min_location_len(&mut self, n: usize) {
+        self.min_location_len = n.min(64);
     }
 
     /// The registration of endpoint `ep`.
@@ -520,6 +530,9 @@ impl Registry {
                 let d = (n % 36) as u8;
                 s.push(if d < 10 { b'0' + d } else { b'a' + d - 10 });
                 n /= 36;
+            }
+            while s.len() < self.min_location_len {
+                s.push(b'0');
             }
             s.reverse();
             let id = String::from_utf8(s).unwrap_or_default();

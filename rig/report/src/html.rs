@@ -219,10 +219,17 @@ fn case_charts(html: &mut String, index: usize, series: &[Series]) {
             "other"
         }
     };
+    // Energy (`power.*`) gets its own chart: another unit than bytes.
+    let is_power = |s: &Series| s.name.starts_with("power.");
     let timelines: Vec<(&str, &Series)> = series
         .iter()
-        .filter(|s| s.kind == SeriesKind::Timeline)
+        .filter(|s| s.kind == SeriesKind::Timeline && !is_power(s))
         .map(|s| (class(&s.name), s))
+        .collect();
+    let energy: Vec<(&str, &Series)> = series
+        .iter()
+        .filter(|s| s.kind == SeriesKind::Timeline && is_power(s))
+        .map(|s| ("other", s))
         .collect();
     let histograms: Vec<(&str, &Series)> = series
         .iter()
@@ -242,6 +249,13 @@ fn case_charts(html: &mut String, index: usize, series: &[Series]) {
             &format!("histogram:{index}"),
             "Packet lengths",
             &histograms,
+        ));
+    }
+    if !energy.is_empty() {
+        html.push_str(&svg::timeline(
+            &format!("energy:{index}"),
+            "Energy per interval",
+            &energy,
         ));
     }
     html.push_str("</div>\n");
@@ -321,6 +335,7 @@ pub fn render(log: &RunLog) -> String {
     html.push_str("<p><a href=\"report.md\">report.md</a> · <a href=\"run.json\">run.json</a> · <a href=\"junit.xml\">junit.xml</a></p>\n");
 
     machnation_section(&mut html, log);
+    crate::fota::html(&mut html, &log.cases);
 
     html.push_str("<h2>Cases</h2>\n<div class=\"scroll\"><table><tr><th>#</th><th>Suite</th><th>Case</th><th>Title</th><th>Verdict</th><th>Duration</th><th>Message</th></tr>\n");
     for (i, c) in log.cases.iter().enumerate() {

@@ -19,11 +19,13 @@
 //! - [`state`]: [`state::RunLog`], the run as reporters see it, built from events.
 //! - [`junit`], [`record`], [`markdown`], [`html`]: the file reporters.
 //! - [`series`]: per-case time series and histograms (`series/<case>.json`).
-//! - [`svg`]: the chart writer; [`machnation`]: the study's table.
+//! - [`svg`]: the chart writer; [`machnation`]: the study's table;
+//!   [`fota`]: the firmware-update interruption table.
 //! - [`atomic`]: temp file + rename.
 
 pub mod atomic;
 pub mod events;
+pub mod fota;
 pub mod html;
 pub mod junit;
 pub mod machnation;

@@ -180,6 +180,7 @@ pub fn render(log: &RunLog) -> String {
     );
 
     machnation_section(&mut md, log);
+    crate::fota::markdown(&mut md, &log.cases);
 
     let _ = writeln!(md, "\n## Cases\n");
     let _ = writeln!(

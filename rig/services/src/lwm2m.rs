@@ -40,6 +40,7 @@ use crate::{OpError, ServiceError};
 
 mod core;
 mod driver;
+mod queue;
 
 /// How the server behaves; [`ServerConfig::default`] is the spec's behaviour at time scale 1.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +49,10 @@ pub struct ServerConfig {
     pub time_scale: f64,
     /// How long an operation (Read, Write, ...) waits for its response in total.
     pub op_timeout: Duration,
+    /// The least length of the location ids the server assigns (left-padded
+    /// with `0`); 0 = the shortest (`/rd/3`). The MachNation calibration uses
+    /// 9, which makes an Update 87 + 9 bytes on the wire, as in the study.
+    pub location_len: usize,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +60,7 @@ impl Default for ServerConfig {
         Self {
             time_scale: 1.0,
             op_timeout: Duration::from_secs(30),
+            location_len: 0,
         }
     }
 }
@@ -344,6 +350,38 @@ pub(crate) struct State {
     pub(crate) registrations: BTreeMap<String, Registration>,
     /// Deviations by endpoint name (`""` for those not tied to an endpoint).
     pub(crate) deviations: BTreeMap<String, Vec<Deviation>>,
+    /// Queue mode (`queue.rs`): when each endpoint was last heard from.
+    pub(crate) last_heard: BTreeMap<String, Instant>,
+    /// Queue mode: how many requests the server holds per endpoint until
+    /// its next uplink.
+    pub(crate) held: BTreeMap<String, usize>,
+    /// Registrations a case made the server forget (by location path), to
+    /// be dropped from the registry on the core's next input (int-105).
+    pub(crate) forgotten: Vec<String>,
+    /// Updates and De-registers answered 4.04 (unknown location): method,
+    /// location and when.
+    pub(crate) unknown_locations: Vec<(&'static str, String, Instant)>,
+    /// Notifications answered with RST because no observation matched
+    /// their token, by endpoint: when each arrived.
+    pub(crate) rejected_notifications: BTreeMap<String, Vec<Instant>>,
+    /// LwM2M Send reports (`POST /dp`) by endpoint (`""`: not registered).
+    pub(crate) sends: BTreeMap<String, Vec<SendReport>>,
+}
+
+/// One LwM2M Send (`POST /dp`, LwM2M 1.1 Core TS §6.4.5) the server got.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SendReport {
+    /// When it arrived.
+    pub at: Instant,
+    /// Its Content-Format, if present and known.
+    pub content_format: Option<ContentFormat>,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The payload decoded (with `/` as base), if the format is one
+    /// rig-proto decodes and the payload was valid.
+    pub records: Option<Records>,
+    /// What the server answered (2.04 when the report was accepted).
+    pub code: Code,
 }
 
 /// A device management operation asked of the server task.
@@ -352,6 +390,8 @@ pub(crate) struct OpRequest {
     pub(crate) endpoint: String,
     pub(crate) operation: Operation,
     pub(crate) reply: oneshot::Sender<Result<Response, OpError>>,
+    /// Send at once even to a queue-mode client that sleeps (a probe).
+    pub(crate) immediate: bool,
 }
 
 /// The operations, as data.
@@ -394,6 +434,28 @@ pub(crate) enum Operation {
         observation: ObservationId,
         path: ObjectPath,
     },
+    /// Read-Composite (`FETCH /` with a SenML path list).
+    ReadComposite {
+        paths: Vec<ObjectPath>,
+        format: ContentFormat,
+        accept: Option<ContentFormat>,
+    },
+    /// Observe-Composite (`FETCH /` with Observe=0 and a SenML path list).
+    ObserveComposite {
+        paths: Vec<ObjectPath>,
+        format: ContentFormat,
+        accept: Option<ContentFormat>,
+    },
+    /// Write-Composite (`iPATCH /` with SenML records).
+    WriteComposite {
+        format: ContentFormat,
+        payload: Vec<u8>,
+    },
+    /// Reactive cancel: forget the observation, so its next notification is
+    /// answered with RST (RFC 7641 §3.6). Answered at once by the server.
+    Forget {
+        observation: ObservationId,
+    },
 }
 
 impl Operation {
@@ -409,6 +471,10 @@ impl Operation {
             Operation::Delete { .. } => "Delete",
             Operation::Observe { .. } => "Observe",
             Operation::CancelObserve { .. } => "Cancel Observation",
+            Operation::ReadComposite { .. } => "Read-Composite",
+            Operation::ObserveComposite { .. } => "Observe-Composite",
+            Operation::WriteComposite { .. } => "Write-Composite",
+            Operation::Forget { .. } => "Cancel Observation (reset)",
         }
     }
     pub(crate) fn path(&self) -> &ObjectPath {
@@ -422,6 +488,10 @@ impl Operation {
             | Operation::Delete { path }
             | Operation::Observe { path, .. }
             | Operation::CancelObserve { path, .. } => path,
+            Operation::ReadComposite { .. }
+            | Operation::ObserveComposite { .. }
+            | Operation::WriteComposite { .. }
+            | Operation::Forget { .. } => &ObjectPath::Root,
         }
     }
 }
@@ -508,6 +578,26 @@ impl Lwm2mServer {
         let socket = rig_dtls::DtlsServerSocket::bind(addr, dtls)
             .await
             .map_err(|e| ServiceError::Bind {
+                addr,
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let local_addr = socket.local_addr();
+        Self::start_on(driver::Transport::Dtls(socket), local_addr, config, true)
+    }
+
+    /// As [`Lwm2mServer::bind_secure`], on an already bound socket (e.g. one
+    /// bound inside a network namespace on the well-known port 5684). Must be
+    /// called inside a tokio runtime.
+    pub fn from_std_secure(
+        socket: std::net::UdpSocket,
+        config: ServerConfig,
+        dtls: rig_dtls::ServerConfig,
+    ) -> Result<Lwm2mServer, ServiceError> {
+        let addr = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let socket =
+            rig_dtls::DtlsServerSocket::from_std(socket, dtls).map_err(|e| ServiceError::Bind {
                 addr,
                 source: std::io::Error::other(e.to_string()),
             })?;
@@ -653,6 +743,15 @@ impl Lwm2mServer {
     }
 
     async fn op(&self, endpoint: &str, operation: Operation) -> Result<Response, OpError> {
+        self.op_with(endpoint, operation, false).await
+    }
+
+    async fn op_with(
+        &self,
+        endpoint: &str,
+        operation: Operation,
+        immediate: bool,
+    ) -> Result<Response, OpError> {
         let name = operation.name();
         let path = operation.path().to_string();
         if self.registration(endpoint).is_none() {
@@ -665,6 +764,7 @@ impl Lwm2mServer {
             endpoint: endpoint.to_string(),
             operation,
             reply,
+            immediate,
         };
         self.shared
             .ops
@@ -833,6 +933,95 @@ impl Lwm2mServer {
             },
         )
         .await
+    }
+
+    /// Read-Composite (`FETCH /`, LwM2M 1.1 §6.3.8): the request body lists
+    /// `paths` in `format` (SenML JSON or CBOR); `accept` asks for the
+    /// answer's format. The answer is decoded with `/` as base.
+    pub async fn read_composite(
+        &self,
+        endpoint: &str,
+        paths: &[ObjectPath],
+        format: ContentFormat,
+        accept: Option<ContentFormat>,
+    ) -> Result<Response, OpError> {
+        self.op(
+            endpoint,
+            Operation::ReadComposite {
+                paths: paths.to_vec(),
+                format,
+                accept,
+            },
+        )
+        .await
+    }
+
+    /// Observe-Composite (`FETCH /` with Observe=0): as
+    /// [`Lwm2mServer::read_composite`]; notifications arrive as
+    /// [`ServerEvent::Notification`] with path `/`. Cancel it with
+    /// [`Lwm2mServer::cancel_observe`] (FETCH with Observe=1 and the same
+    /// path list) or [`Lwm2mServer::forget_observation`].
+    pub async fn observe_composite(
+        &self,
+        endpoint: &str,
+        paths: &[ObjectPath],
+        format: ContentFormat,
+        accept: Option<ContentFormat>,
+    ) -> Result<Response, OpError> {
+        self.op(
+            endpoint,
+            Operation::ObserveComposite {
+                paths: paths.to_vec(),
+                format,
+                accept,
+            },
+        )
+        .await
+    }
+
+    /// Write-Composite (`iPATCH /`, LwM2M 1.1 §6.3.9) with SenML records
+    /// already encoded in `format` (SenML JSON or CBOR).
+    pub async fn write_composite(
+        &self,
+        endpoint: &str,
+        format: ContentFormat,
+        payload: Vec<u8>,
+    ) -> Result<Response, OpError> {
+        self.op(endpoint, Operation::WriteComposite { format, payload })
+            .await
+    }
+
+    /// Reactive cancel (RFC 7641 §3.6): the server forgets the observation,
+    /// so the client's next notification for it is answered with RST. Returns
+    /// whether the observation was known. See
+    /// [`Lwm2mServer::rejected_notifications`].
+    pub async fn forget_observation(
+        &self,
+        endpoint: &str,
+        observation: ObservationId,
+    ) -> Result<bool, OpError> {
+        let r = self.op(endpoint, Operation::Forget { observation }).await?;
+        Ok(r.code.is_success())
+    }
+
+    /// The Send reports (`POST /dp`) `endpoint` made, in order.
+    pub fn sends(&self, endpoint: &str) -> Vec<SendReport> {
+        self.state()
+            .sends
+            .get(endpoint)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// When each notification from `endpoint` arrived that matched no
+    /// observation (an observation the server cancelled or forgot) and was
+    /// therefore answered with RST.
+    pub fn rejected_notifications(&self, endpoint: &str) -> Vec<Instant> {
+        self.state()
+            .rejected_notifications
+            .get(endpoint)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Delete (`DELETE` an object instance).

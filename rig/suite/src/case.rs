@@ -427,6 +427,10 @@ pub struct CaseContext {
     pub params: BTreeMap<String, toml::Value>,
     /// Where [`CaseContext::params`] came from (the suite file), for messages.
     pub params_source: String,
+    /// The bench's power meter, if it has one: energy over windows the case
+    /// names (`begin_window` / `end_window`), and the energy model's profile
+    /// on a simulated bench (`set_profile`). `None` without `[power]`.
+    pub power: Option<rig_bench::power::CasePower>,
 }
 
 impl CaseContext {

@@ -9,14 +9,24 @@ use std::sync::LazyLock;
 use crate::case::CaseDef;
 
 pub mod bootstrap;
+pub mod device_management;
+pub mod fota;
+pub mod machnation;
+pub mod queue;
 pub mod registration;
+pub mod reporting;
 pub mod security;
 
 static ALL: LazyLock<Vec<CaseDef>> = LazyLock::new(|| {
     let mut all = Vec::new();
     all.extend(bootstrap::cases());
     all.extend(registration::cases());
+    all.extend(queue::cases());
+    all.extend(device_management::cases());
+    all.extend(reporting::cases());
     all.extend(security::cases());
+    all.extend(fota::cases());
+    all.extend(machnation::cases());
     all
 });
 
@@ -42,7 +52,21 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), n, "duplicate case ids");
         for id in ids {
-            assert!(id.starts_with("LightweightM2M-1.1-int-"), "{id}");
+            assert!(
+                id.starts_with("LightweightM2M-1.1-int-")
+                    || id.starts_with("fota.")
+                    || id.starts_with("machnation."),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_newer_bootstrap_registration_and_queue_cases_are_listed_with_a_reading() {
+        for n in [1, 2, 6, 7, 105, 106, 107, 108, 109] {
+            let id = format!("LightweightM2M-1.1-int-{n}");
+            let case = find(&id).unwrap_or_else(|| panic!("{id} missing"));
+            assert!(case.meta.reading.is_some(), "{id} states no reading");
         }
     }
 

@@ -85,6 +85,11 @@ pub struct SuiteSelection {
     /// Per-case parameters for each selected case id (see
     /// [`crate::file::SuiteFile::params_for`]); a case not here has none.
     pub params: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    /// Limits on measurements per selected case id, by measurement name (see
+    /// [`crate::file::SuiteFile::limits_for`]). The engine sets them on the
+    /// case's measurements and judges them after the case: outside fails,
+    /// inside the limits but outside the marginal band passes as marginal.
+    pub limits: BTreeMap<String, BTreeMap<String, rig_report::events::Limits>>,
 }
 
 /// Plan options that come from the command line and the bench.
@@ -109,12 +114,19 @@ pub struct PlannedEntry {
     pub not_applicable: Option<String>,
     /// The matrix mode of this variant, if the suite has a matrix.
     pub security: Option<SecurityMode>,
+    /// With `rig run --repeat N`: this is run `k` of `N`, as `(k, N)`.
+    pub run: Option<(u32, u32)>,
 }
 
 impl PlannedEntry {
-    /// The id in reports: the case id, with `[<mode>]` for a matrix variant.
+    /// The id in reports: the case id, with `[<mode>]` for a matrix variant
+    /// and `#k` for run `k` of a repeated case (see [`Plan::repeated`]).
     pub fn id(&self) -> String {
-        variant_id(self.case.meta.id, self.security)
+        let id = variant_id(self.case.meta.id, self.security);
+        match self.run {
+            Some((k, _)) => format!("{id}#{k}"),
+            None => id,
+        }
     }
 }
 
@@ -136,6 +148,29 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// `rig run --repeat N`: each entry `n` times in a row, as runs
+    /// `<id>#1` to `<id>#N` (each run is a case of its own in every report,
+    /// with its own evidence). `n <= 1` leaves the plan as it is.
+    pub fn repeated(self, n: u32) -> Plan {
+        if n <= 1 {
+            return self;
+        }
+        let entries = self
+            .entries
+            .into_iter()
+            .flat_map(|e| {
+                (1..=n).map(move |k| PlannedEntry {
+                    run: Some((k, n)),
+                    ..e.clone()
+                })
+            })
+            .collect();
+        Plan {
+            suites: self.suites,
+            entries,
+        }
+    }
+
     /// The plan as reporters see it.
     pub fn planned_cases(&self) -> Vec<PlannedCase> {
         self.entries
@@ -289,6 +324,7 @@ pub fn plan(
                     suite: index,
                     not_applicable: not_applicable.clone(),
                     security,
+                    run: None,
                 });
             }
         }
@@ -337,6 +373,8 @@ pub struct Rig {
     pub security: SecurityContext,
     /// The network the cases run on.
     pub net: CaseNetwork,
+    /// The run's power meter, if the bench has one (`CaseContext::power`).
+    pub power: Option<rig_bench::power::CasePower>,
 }
 
 impl std::fmt::Debug for Rig {
@@ -445,6 +483,7 @@ pub async fn run_with_hooks(
         mut dut,
         security,
         net,
+        power,
     } = rig;
     let mut records: Vec<CaseRecord> = Vec::with_capacity(plan.entries.len());
     let mut stop: Option<(RunOutcome, String)> = None;
@@ -502,6 +541,11 @@ pub async fn run_with_hooks(
                 .cloned()
                 .unwrap_or_default(),
             params_source: suite.source.clone(),
+            limits: suite
+                .limits
+                .get(entry.case.meta.id)
+                .cloned()
+                .unwrap_or_default(),
             suite_end,
             run_end: run_deadline,
             settings,
@@ -512,7 +556,7 @@ pub async fn run_with_hooks(
                 server.clone(),
                 dut,
                 security.clone(),
-                net.clone(),
+                (net.clone(), power.clone()),
                 hooks,
                 emit,
             )
@@ -565,6 +609,7 @@ pub async fn run_with_hooks(
             dut,
             security,
             net,
+            power,
         },
     )
 }
@@ -623,6 +668,7 @@ struct CaseRun<'a> {
     suite_name: &'a str,
     params: BTreeMap<String, toml::Value>,
     params_source: String,
+    limits: BTreeMap<String, rig_report::events::Limits>,
     suite_end: Option<Instant>,
     run_end: Option<Instant>,
     settings: &'a RunSettings,
@@ -647,7 +693,7 @@ impl CaseRun<'_> {
         server: Lwm2mServer,
         dut: Box<dyn Dut>,
         security: SecurityContext,
-        net: CaseNetwork,
+        (net, power): (CaseNetwork, Option<rig_bench::power::CasePower>),
         hooks: &mut dyn CaseHooks,
         emit: &mut dyn FnMut(&RunEvent),
     ) -> (CaseRecord, Option<Bound>, Box<dyn Dut>) {
@@ -704,6 +750,7 @@ impl CaseRun<'_> {
             net,
             params: self.params.clone(),
             params_source: self.params_source.clone(),
+            power,
         };
         let mut last_step = String::from("(none: the case reported no step)");
         let end = {
@@ -819,6 +866,16 @@ impl CaseRun<'_> {
                 record.message = format!("{}; {note}", record.message);
             }
         }
+        // The suite's limits, then the verdict they give (marginal is noted).
+        if let Some(note) = apply_limits(&mut record, &self.limits)
+            && record.verdict == Verdict::Pass
+        {
+            record.message = if record.message.is_empty() {
+                note
+            } else {
+                format!("{}; {note}", record.message)
+            };
+        }
         // A measurement outside its limits fails a case that would have passed.
         if record.verdict == Verdict::Pass
             && let Some(why) = record.measurements.iter().find_map(out_of_limits)
@@ -845,6 +902,60 @@ impl CaseRun<'_> {
         }
         (record, bound, cx.dut)
     }
+}
+
+/// The measurement that counts a case's marginal measurements (added when
+/// any measurement has limits): 0 when none is in its marginal band.
+pub const MARGINAL_MEASUREMENT: &str = "limits.marginal";
+
+/// Sets the suite's `limits` on the record's measurements (a suite limit
+/// replaces a case's own), then counts the measurements in their marginal
+/// band into [`MARGINAL_MEASUREMENT`]. Returns a note naming each marginal
+/// measurement, its value and the band, if any is marginal (values outside
+/// the limits are left to [`out_of_limits`]).
+fn apply_limits(
+    record: &mut CaseRecord,
+    limits: &BTreeMap<String, rig_report::events::Limits>,
+) -> Option<String> {
+    use rig_bench::limits::{LimitOutcome, Limits};
+    for m in &mut record.measurements {
+        if let Some(l) = limits.get(&m.name) {
+            m.limits = Some(l.clone());
+        }
+    }
+    let mut judged = false;
+    let mut marginal = Vec::new();
+    for m in &record.measurements {
+        let Some(l) = &m.limits else { continue };
+        judged = true;
+        let check = Limits {
+            low: l.low,
+            high: l.high,
+            marginal_low: l.marginal_low,
+            marginal_high: l.marginal_high,
+        };
+        if check.check(m.value) == LimitOutcome::Marginal {
+            let band = |b: Option<f64>, inf: &str| b.map_or_else(|| inf.into(), |v| v.to_string());
+            marginal.push(format!(
+                "{} = {} {} is outside its marginal band [{}, {}]",
+                m.name,
+                m.value,
+                m.unit,
+                band(l.marginal_low, "-inf"),
+                band(l.marginal_high, "inf")
+            ));
+        }
+    }
+    if !judged {
+        return None;
+    }
+    record.measurements.push(rig_report::events::Measurement {
+        name: MARGINAL_MEASUREMENT.into(),
+        unit: "count".into(),
+        value: marginal.len() as f64,
+        limits: None,
+    });
+    (!marginal.is_empty()).then(|| format!("marginal: {}", marginal.join("; ")))
 }
 
 /// Why a measurement is outside its limits, if it is (a NaN value always is).
@@ -1053,6 +1164,7 @@ mod tests {
             matrix: vec![],
             source: String::new(),
             params: BTreeMap::new(),
+            limits: BTreeMap::new(),
         }
     }
 
@@ -1195,6 +1307,7 @@ mod tests {
             }),
             security: SecurityContext::default(),
             net: CaseNetwork::loopback(),
+            power: None,
         };
         let mut settings = RunSettings {
             time_scale: None,
@@ -1381,6 +1494,7 @@ mod tests {
             suite: 0,
             not_applicable: None,
             security: None,
+            run: None,
         };
         let planned = PlannedCase {
             id: "u-201".into(),
@@ -1404,6 +1518,7 @@ mod tests {
             suite_name: "s",
             params: BTreeMap::new(),
             params_source: String::new(),
+            limits: BTreeMap::new(),
             suite_end: None,
             run_end: None,
             settings: &settings,

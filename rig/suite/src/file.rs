@@ -47,6 +47,18 @@ pub struct ParamSet {
     pub values: BTreeMap<String, toml::Value>,
 }
 
+/// Limits on measurements for the cases a pattern selects
+/// (`[limits."<glob>"] "<measurement>" = { low, high, marginal_low, marginal_high }`).
+#[derive(Clone, Debug)]
+pub struct LimitSet {
+    /// The id or glob the limits apply to.
+    pub pattern: String,
+    /// Its matcher.
+    pub matcher: GlobMatcher,
+    /// Limits by measurement name.
+    pub values: BTreeMap<String, rig_report::events::Limits>,
+}
+
 /// One entry of the security matrix (`[[matrix]]`): the suite runs once per mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatrixEntry {
@@ -73,6 +85,9 @@ pub struct SuiteFile {
     pub cases: Vec<Selector>,
     /// Parameter sets in file order (later ones override earlier ones).
     pub params: Vec<ParamSet>,
+    /// Limit sets in file order (later ones override earlier ones, per
+    /// measurement).
+    pub limits: Vec<LimitSet>,
     /// The security matrix: the suite's cases run once per mode (see
     /// [`SuiteFile::security_modes`]).
     pub matrix: Vec<MatrixEntry>,
@@ -192,6 +207,11 @@ impl SuiteFile {
             }
         }
 
+        let mut limits = Vec::new();
+        if let Some(t) = root.get("limits").and_then(|i| i.table(&mut cx)) {
+            limits = limit_sets(&mut cx, &t);
+        }
+
         let mut matrix = Vec::new();
         if let Some(i) = root.get("matrix") {
             matrix = matrix_entries(&mut cx, &i).unwrap_or_default();
@@ -208,6 +228,7 @@ impl SuiteFile {
                 requires,
                 cases,
                 params,
+                limits,
                 matrix,
                 source: src.clone(),
             }),
@@ -237,7 +258,25 @@ impl SuiteFile {
                 .map(|id| (id.to_string(), self.params_for(id)))
                 .filter(|(_, p)| !p.is_empty())
                 .collect(),
+            limits: crate::cases::all()
+                .iter()
+                .map(|c| c.meta.id)
+                .filter(|id| self.selects(id))
+                .map(|id| (id.to_string(), self.limits_for(id)))
+                .filter(|(_, l)| !l.is_empty())
+                .collect(),
         }
+    }
+
+    /// The limits for a case's measurements: every matching
+    /// `[limits."<pattern>"]`, in file order, later ones overriding earlier
+    /// ones per measurement.
+    pub fn limits_for(&self, case_id: &str) -> BTreeMap<String, rig_report::events::Limits> {
+        let mut out = BTreeMap::new();
+        for l in self.limits.iter().filter(|l| l.matcher.is_match(case_id)) {
+            out.extend(l.values.clone());
+        }
+        out
     }
 
     /// The security modes of the `[[matrix]]` entries, in file order, each
@@ -300,6 +339,84 @@ impl SuiteFile {
             Err(Diagnostics(diags))
         }
     }
+}
+
+/// Reads `[limits]`: a table per case glob, a table of bounds per measurement.
+fn limit_sets(cx: &mut Checker<'_>, t: &rig_bench::diag::TableReader<'_, '_>) -> Vec<LimitSet> {
+    let mut out = Vec::new();
+    for (pattern, item) in t.entries() {
+        let matcher = match glob(&pattern) {
+            Ok(m) => m,
+            Err(e) => {
+                cx.error(
+                    item.key_span.clone(),
+                    &item.field,
+                    format!("`{pattern}` is not a valid glob: {e}"),
+                );
+                continue;
+            }
+        };
+        let Some(measurements) = item.table(cx) else {
+            continue;
+        };
+        let mut values = BTreeMap::new();
+        for (name, item) in measurements.entries() {
+            let Some(mut bounds) = item.table(cx) else {
+                continue;
+            };
+            let mut read = |key: &'static str| {
+                bounds
+                    .get(key)
+                    .and_then(|i| i.number(cx, f64::MIN, f64::MAX))
+            };
+            let limits = rig_report::events::Limits {
+                low: read("low"),
+                high: read("high"),
+                marginal_low: read("marginal_low"),
+                marginal_high: read("marginal_high"),
+            };
+            let span = bounds.span();
+            bounds.finish(cx);
+            let order = [
+                ("low", limits.low),
+                ("marginal_low", limits.marginal_low),
+                ("marginal_high", limits.marginal_high),
+                ("high", limits.high),
+            ];
+            let given: Vec<(&str, f64)> = order
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| (*k, v)))
+                .collect();
+            if given.is_empty() {
+                cx.error_help(
+                    span,
+                    &item.field,
+                    "no bound given",
+                    "give at least one of low, high, marginal_low, marginal_high,                      e.g. { high = 50, marginal_high = 40 }",
+                );
+                continue;
+            }
+            if let Some(w) = given.windows(2).find(|w| w[0].1 > w[1].1) {
+                cx.error(
+                    span,
+                    &item.field,
+                    format!(
+                        "bounds out of order: {} = {} is above {} = {} \
+                         (expected low <= marginal_low <= marginal_high <= high)",
+                        w[0].0, w[0].1, w[1].0, w[1].1
+                    ),
+                );
+                continue;
+            }
+            values.insert(name, limits);
+        }
+        out.push(LimitSet {
+            pattern,
+            matcher,
+            values,
+        });
+    }
+    out
 }
 
 fn glob(pattern: &str) -> Result<GlobMatcher, String> {

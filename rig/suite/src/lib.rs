@@ -5,6 +5,7 @@
 //! - [`case`]: what a case is ([`case::CaseDef`]) and the context its body gets.
 //! - [`start`]: bringing the DUT to a case's start state (ETS appendix C).
 //! - [`engine`]: plan, run each case under nested timeouts, emit events.
+//! - [`repeat`]: pass rates of `rig run --repeat N`.
 //! - [`cases`]: the case library (OMA ETS cases by id, MachNation scenarios).
 //!
 //! The engine never parses bytes and never formats output: it drives cases and
@@ -14,4 +15,5 @@ pub mod case;
 pub mod cases;
 pub mod engine;
 pub mod file;
+pub mod repeat;
 pub mod start;

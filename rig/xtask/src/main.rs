@@ -8,10 +8,21 @@
 //!   commands to run and fails.
 //! - `cargo xtask demo`: set-up, then builds `rig` and `rig-agent` (debug
 //!   profile, so it shares the build with `cargo xtask test`) and runs
-//!   `rig run suites/smoke.toml`, which writes a report under `reports/<run-id>/`.
+//!   `rig run suites/smoke.toml` then `rig run suites/machnation.toml` (the
+//!   MachNation study's table), each writing a report under `reports/<run-id>/`.
 //! - `cargo xtask test`: set-up, builds the workspace (the end-to-end tests
 //!   run the real `rig` and `rig-agent` binaries), runs every test with
 //!   cargo-nextest when it is installed (else `cargo test`), then the doc tests.
+//! - `cargo xtask cross-agent [--target TRIPLE] [--debug] [--check]`:
+//!   cross-builds the reference agent (`firmware/agent`) for a Linux board,
+//!   by default a 64-bit Raspberry Pi (`aarch64-unknown-linux-gnu`). It adds
+//!   the rustup target and installs Debian's cross gcc and libc headers if
+//!   they are missing (the vendored OpenSSL and ring/aws-lc compile C for the
+//!   board), points cargo's linker, `CC_<triple>` and `AR_<triple>` at them,
+//!   and prints the binary's path, its `file` description and the build
+//!   time. `--check` also installs `qemu-user-static` and runs the binary's
+//!   `--help` under it, to show it starts. Not part of `test`: CI needs no
+//!   cross toolchain (the SSH tests deploy a native agent).
 //!
 //! It has no dependencies, so it compiles in a second on a fresh clone.
 
@@ -23,9 +34,14 @@ usage: cargo xtask <command> [args...]
 
 commands:
   setup         install missing system packages (apt, pip) and rustup targets
-  demo [ARGS]   setup, build rig and rig-agent, run `rig run suites/smoke.toml [ARGS]`
+  demo [ARGS]   setup, build rig and rig-agent, run `rig run suites/smoke.toml [ARGS]`, then suites/machnation.toml
   test [ARGS]   setup, build the workspace, run all tests (nextest if installed) and doc tests;
                 ARGS go to the test runner (e.g. a name filter)
+  cross-agent [--target TRIPLE] [--debug] [--check]
+                cross-build firmware/agent for a Linux board (default
+                aarch64-unknown-linux-gnu, release profile), installing the cross gcc
+                (apt) and rustup target if missing; prints the binary and `file` output;
+                --check also runs it under qemu-user-static
 ";
 
 fn main() -> ExitCode {
@@ -34,6 +50,7 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("demo") => setup().and_then(|()| demo(&args[1..])),
         Some("test") => setup().and_then(|()| test(&args[1..])),
+        Some("cross-agent") => cross_agent(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())
@@ -203,26 +220,36 @@ fn target_dir() -> PathBuf {
     }
 }
 
+/// The suites the demo runs, one `rig run` each (their time scales differ:
+/// the MachNation suite runs its 2-10 minute windows at `time_scale = 60`).
+const DEMO_SUITES: [&str; 2] = ["suites/smoke.toml", "suites/machnation.toml"];
+
 fn demo(args: &[String]) -> Result<(), String> {
     run(cargo().args(["build", "--locked", "-p", "rig", "-p", "rig-agent"]))?;
     let rig = target_dir().join("debug").join("rig");
-    let mut cmd = Command::new(&rig);
-    cmd.current_dir(root())
-        .args(["run", "suites/smoke.toml"])
-        .args(args);
-    let line = format!("{cmd:?}").replace('"', "");
-    eprintln!("xtask: $ {line}");
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", rig.display()))?;
-    if status.success() {
+    let mut failed = Vec::new();
+    for suite in DEMO_SUITES {
+        let mut cmd = Command::new(&rig);
+        cmd.current_dir(root()).args(["run", suite]).args(args);
+        let line = format!("{cmd:?}").replace('"', "");
+        eprintln!("xtask: $ {line}");
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", rig.display()))?;
+        if !status.success() {
+            failed.push(format!("{suite} ({status})"));
+        }
+    }
+    if failed.is_empty() {
         eprintln!(
-            "xtask: demo passed; the report is in the folder printed above (reports/<run-id>/)"
+            "xtask: demo passed; the reports are in the folders printed above (reports/<run-id>/report.html; \
+             the MachNation table is in the second one)"
         );
         Ok(())
     } else {
         Err(format!(
-            "the demo run did not pass ({status}); see the report printed above"
+            "the demo runs did not all pass: {}; see the reports printed above",
+            failed.join(", ")
         ))
     }
 }
@@ -248,4 +275,219 @@ fn test(args: &[String]) -> Result<(), String> {
             .args(["test", "--workspace", "--locked", "--no-fail-fast"])
             .args(args))
     }
+}
+
+/// A Rust target triple the agent can be cross-built for from Debian.
+struct Cross {
+    triple: &'static str,
+    /// The GNU tool prefix (`<prefix>-gcc`, `<prefix>-ar`, `/usr/<prefix>` sysroot).
+    prefix: &'static str,
+    /// Debian packages with the cross gcc and the board's libc headers.
+    apt: &'static [&'static str],
+    /// The qemu user-mode emulator for `--check`.
+    qemu: &'static str,
+}
+
+const CROSS: &[Cross] = &[
+    Cross {
+        triple: "aarch64-unknown-linux-gnu",
+        prefix: "aarch64-linux-gnu",
+        apt: &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"],
+        qemu: "qemu-aarch64-static",
+    },
+    Cross {
+        triple: "armv7-unknown-linux-gnueabihf",
+        prefix: "arm-linux-gnueabihf",
+        apt: &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"],
+        qemu: "qemu-arm-static",
+    },
+];
+
+/// Debian packages of `wanted` that are not installed.
+fn missing_debs(wanted: &[&str]) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .map(|p| p.to_string())
+        .collect()
+}
+
+/// Installs Debian packages as root, or says the command to run.
+fn apt_install(packages: &[String], why: &str) -> Result<(), String> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!(
+            "{why} needs Debian packages that are missing; run:\n  sudo apt-get update && sudo apt-get install -y --no-install-recommends {}\nthen run this command again",
+            packages.join(" ")
+        ));
+    }
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Runs `cmd` for at most `limit`, returning its exit status and output.
+fn output_within(
+    cmd: &mut Command,
+    limit: std::time::Duration,
+) -> Result<(std::process::ExitStatus, String), String> {
+    let line = format!("{cmd:?}").replace('"', "");
+    eprintln!("xtask: $ {line}");
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{line}`: {e}"))?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`{line}` did not finish within {} s",
+                    limit.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("waiting for `{line}`: {e}")),
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("reading `{line}`: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status, text))
+}
+
+fn cross_agent(args: &[String]) -> Result<(), String> {
+    let mut triple = CROSS[0].triple.to_string();
+    let mut release = true;
+    let mut check = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--target" => {
+                triple = it
+                    .next()
+                    .ok_or("--target needs a value, e.g. aarch64-unknown-linux-gnu")?
+                    .clone();
+            }
+            t if t.starts_with("--target=") => triple = t["--target=".len()..].to_string(),
+            "--debug" => release = false,
+            "--check" => check = true,
+            other => {
+                return Err(format!(
+                    "cross-agent: unknown argument `{other}`\n\n{USAGE}"
+                ));
+            }
+        }
+    }
+    let Some(cross) = CROSS.iter().find(|c| c.triple == triple) else {
+        let known: Vec<&str> = CROSS.iter().map(|c| c.triple).collect();
+        return Err(format!(
+            "cross-agent: no cross toolchain known for `{triple}`; known: {}",
+            known.join(", ")
+        ));
+    };
+
+    // The Rust standard library for the board (rustup; no root needed).
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .map_err(|e| format!("cannot run rustup (to add {triple}): {e}"))?;
+    if !installed.lines().any(|l| l.trim() == triple) {
+        run(Command::new("rustup").args(["target", "add", &triple]))?;
+    }
+    // The cross gcc (links, and compiles the C in OpenSSL, ring and aws-lc).
+    let mut debs = cross.apt.to_vec();
+    if check {
+        debs.push("qemu-user-static");
+    }
+    apt_install(&missing_debs(&debs), "cross-building the agent")?;
+
+    let env_triple = triple.replace('-', "_");
+    let gcc = format!("{}-gcc", cross.prefix);
+    let ar = format!("{}-ar", cross.prefix);
+    let mut build = cargo();
+    build
+        .args(["build", "-p", "rig-agent", "--target", &triple])
+        .env(
+            format!("CARGO_TARGET_{}_LINKER", env_triple.to_ascii_uppercase()),
+            &gcc,
+        )
+        .env(format!("CC_{env_triple}"), &gcc)
+        .env(format!("AR_{env_triple}"), &ar);
+    if release {
+        build.arg("--release");
+    }
+    let t0 = std::time::Instant::now();
+    run(&mut build)?;
+    let took = t0.elapsed();
+    let binary = target_dir()
+        .join(&triple)
+        .join(if release { "release" } else { "debug" })
+        .join("rig-agent");
+    if !binary.is_file() {
+        return Err(format!(
+            "cargo succeeded but {} is missing",
+            binary.display()
+        ));
+    }
+    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
+    let described = match output_within(
+        Command::new("file").arg("-b").arg(&binary),
+        std::time::Duration::from_secs(30),
+    ) {
+        Ok((_, text)) => text.trim().to_string(),
+        Err(e) => format!("(`file` could not describe it: {e})"),
+    };
+    println!("{}", binary.display());
+    println!("  file: {described}");
+    println!("  size: {size} bytes; built in {:.0} s", took.as_secs_f64());
+    if check {
+        let sysroot = format!("/usr/{}", cross.prefix);
+        let (status, text) = output_within(
+            Command::new(cross.qemu)
+                .args(["-L", &sysroot])
+                .arg(&binary)
+                .arg("--help"),
+            std::time::Duration::from_secs(60),
+        )?;
+        let first = text.lines().next().unwrap_or("").trim().to_string();
+        if !status.success() {
+            return Err(format!(
+                "the agent did not start under {} ({status}): {}",
+                cross.qemu,
+                text.trim()
+            ));
+        }
+        println!(
+            "  {} -L {sysroot}: `--help` printed \"{first}\"",
+            cross.qemu
+        );
+    }
+    println!(
+        "  deploy it with `agent = \"{}\"` in an SSH bench, or let rig build it: agent = {{ cross = \"{triple}\" }}",
+        binary.display()
+    );
+    Ok(())
 }

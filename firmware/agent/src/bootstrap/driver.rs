@@ -36,7 +36,8 @@ pub(crate) async fn run(
     // The factory account's credentials are the command line's.
     let mut factory = true;
     let _ = output.send(Output::Ready.to_string());
-    let mut need_bootstrap = accounts.server_account().is_err();
+    let mut need_bootstrap = accounts.server_account().is_err()
+        || cfg.deviates(crate::config::Deviation::BootstrapDespiteServer);
     let mut retry = RETRY_FIRST;
     loop {
         if need_bootstrap {
@@ -70,7 +71,18 @@ pub(crate) async fn run(
             (_, SecurityMode::Nosec) => None,
             (true, _) => DtlsSetup::new(&server_cfg)?,
             (false, _) => match dtls_config(&account) {
-                Ok(Some(c)) => Some(DtlsSetup::openssl(c)?),
+                Ok(Some(mut c)) => {
+                    // `--server-name` names the server certificate when the
+                    // account's URI holds an address (ETS int-2 on a bench).
+                    if let (
+                        rig_dtls::ClientCredentials::Certificate { server_name, .. },
+                        Some(name),
+                    ) = (&mut c.credentials, &cfg.server_name)
+                    {
+                        *server_name = Some(name.clone());
+                    }
+                    Some(DtlsSetup::openssl(c)?)
+                }
                 Ok(None) => None,
                 Err(why) => {
                     let _ = output.send(format!("bootstrap-failed {why}"));

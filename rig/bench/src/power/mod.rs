@@ -19,6 +19,7 @@
 //! caller applies limits (see [`crate::limits`]).
 
 pub mod model;
+pub mod session;
 pub mod sim;
 
 use std::io::Write;
@@ -40,7 +41,8 @@ use ina219::configuration::{
 use crate::BenchError;
 use crate::file::PowerSpec;
 pub use model::{Direction, FrameEvent, PowerModel, PowerProfile};
-pub use sim::{SimClock, SimIna219};
+pub use session::{CaseEnergy, CasePower, PowerSession, PowerWindow};
+pub use sim::{FrameFeed, SimClock, SimIna219};
 
 /// Averaging counts the INA219 supports (`power.averaging`).
 pub const AVERAGING: &[u32] = &[1, 2, 4, 8, 16, 32, 64, 128];
@@ -142,8 +144,24 @@ impl MeterConfig {
         Duration::from_micros(u64::from(2 * self.resolution().conversion_time_us()))
     }
 
-    /// From a bench's `[power]` table (`None` for a `model` table, which has
-    /// no chip settings: it gets the defaults).
+    /// A calibration that suits a simulated profile: full scale at 1.5 times
+    /// the profile's highest current, on a 0.1 Ω shunt for a board that draws
+    /// amperes (a Pi) and a 1 Ω shunt for a module that draws milliamperes
+    /// (LTE-M, NB-IoT), so its idle current is tens of LSBs, not a few (with
+    /// 0.1 Ω and 3.2 A, 0.5 mA would read as zero power).
+    pub fn for_profile(profile: &PowerProfile) -> Self {
+        let peak_a = (profile.baseline_ma + profile.tx_ma.max(profile.rx_ma)) / 1000.0;
+        let max_current_a = (peak_a * 1.5).max(0.01);
+        let shunt_ohms = if max_current_a > 0.32 { 0.1 } else { 1.0 };
+        Self {
+            shunt_ohms,
+            max_current_a,
+            ..Self::default()
+        }
+    }
+
+    /// From a bench's `[power]` table; a `model` table has no chip settings
+    /// and gets [`Self::for_profile`] of its profile.
     pub fn from_spec(spec: &PowerSpec) -> Self {
         match spec {
             PowerSpec::Ina219 {
@@ -158,7 +176,9 @@ impl MeterConfig {
                 max_current_a: *max_current_a,
                 averaging: *averaging,
             },
-            PowerSpec::Model { .. } => Self::default(),
+            PowerSpec::Model { profile } => PowerProfile::by_name(profile)
+                .map(|p| Self::for_profile(&p))
+                .unwrap_or_default(),
         }
     }
 }
@@ -299,13 +319,27 @@ pub fn open_sim(
     config: MeterConfig,
     epoch: Instant,
 ) -> Result<(Ina219Meter<SimIna219>, Arc<Mutex<PowerModel>>), BenchError> {
+    open_sim_fed(profile, config, epoch, None)
+}
+
+/// As [`open_sim`], with the model fed live from `feed` (frame times on the
+/// `epoch` clock) before every register access.
+pub fn open_sim_fed(
+    profile: PowerProfile,
+    config: MeterConfig,
+    epoch: Instant,
+    feed: Option<FrameFeed>,
+) -> Result<(Ina219Meter<SimIna219>, Arc<Mutex<PowerModel>>), BenchError> {
     let model = Arc::new(Mutex::new(PowerModel::new(profile)));
-    let chip = SimIna219::new(
+    let mut chip = SimIna219::new(
         config.address,
         config.shunt_ohms,
         model.clone(),
         SimClock::Real(epoch),
     );
+    if let Some(feed) = feed {
+        chip = chip.with_feed(feed);
+    }
     Ok((Ina219Meter::new(chip, config, epoch)?, model))
 }
 
@@ -325,8 +359,23 @@ pub struct Energy {
     pub wh: f64,
     /// Mean power (mW).
     pub mean_mw: f64,
+    /// The highest current of a sample in the window (mA; 0 without samples).
+    pub peak_ma: f64,
     /// Samples in the window.
     pub samples: usize,
+}
+
+impl Energy {
+    /// As `(name, value, unit)` measurements (see [`PowerTrace::measurements`]).
+    pub fn measurements(&self) -> Vec<(String, f64, &'static str)> {
+        vec![
+            ("power.energy_mj".into(), self.mj, "mJ"),
+            ("power.energy_wh".into(), self.wh, "Wh"),
+            ("power.avg_mw".into(), self.mean_mw, "mW"),
+            ("power.peak_ma".into(), self.peak_ma, "mA"),
+            ("power.samples".into(), self.samples as f64, "count"),
+        ]
+    }
 }
 
 impl PowerTrace {
@@ -336,6 +385,7 @@ impl PowerTrace {
     pub fn energy(&self, from_s: f64, to_s: f64) -> Energy {
         let mut mj = 0.0;
         let mut n = 0;
+        let mut peak_ma: f64 = 0.0;
         let mut prev: Option<f64> = None;
         for s in &self.samples {
             let start = prev.unwrap_or(s.t_s);
@@ -346,6 +396,7 @@ impl PowerTrace {
             }
             if s.t_s >= from_s && s.t_s < to_s {
                 n += 1;
+                peak_ma = peak_ma.max(s.current_ma);
             }
         }
         let d = to_s - from_s;
@@ -353,20 +404,53 @@ impl PowerTrace {
             mj,
             wh: mj / 3.6e6,
             mean_mw: if d > 0.0 { mj / d } else { 0.0 },
+            peak_ma,
             samples: n,
         }
     }
 
-    /// Measurements of a window as `(name, value, unit)`: energy in mJ and Wh,
-    /// mean power, and the sample count.
+    /// Energy per bin of `bin_s` seconds over `[from_s, to_s)`, in one pass
+    /// (mJ per bin; the last bin may be shorter).
+    pub fn energy_bins(&self, from_s: f64, to_s: f64, bin_s: f64) -> Vec<f64> {
+        if bin_s.is_nan() || bin_s <= 0.0 || to_s <= from_s {
+            return Vec::new();
+        }
+        let n = ((to_s - from_s) / bin_s).ceil().max(1.0) as usize;
+        let mut bins = vec![0.0; n];
+        let mut prev: Option<f64> = None;
+        for s in &self.samples {
+            let start = prev.unwrap_or(s.t_s);
+            prev = Some(s.t_s);
+            let (mut a, b) = (start.max(from_s), s.t_s.min(to_s));
+            // Spread the sample's energy over the bins its period covers.
+            while b > a {
+                let i = (((a - from_s) / bin_s) as usize).min(n - 1);
+                let edge = (from_s + (i + 1) as f64 * bin_s).min(b);
+                let edge = if edge <= a { b } else { edge };
+                bins[i] += s.power_mw * (edge - a);
+                a = edge;
+            }
+        }
+        bins
+    }
+
+    /// The samples with `from_s <= t_s < to_s`, plus the one just before
+    /// and the one just after (whose periods reach into the window), as a
+    /// new trace with the same energy over the window.
+    pub fn slice(&self, from_s: f64, to_s: f64) -> PowerTrace {
+        let lo = self.samples.partition_point(|s| s.t_s < from_s);
+        let hi = self.samples.partition_point(|s| s.t_s < to_s);
+        let (lo, hi) = (lo.saturating_sub(1), (hi + 1).min(self.samples.len()));
+        PowerTrace {
+            samples: self.samples[lo..hi.max(lo)].to_vec(),
+        }
+    }
+
+    /// Measurements of a window as `(name, value, unit)`, with the names
+    /// `rig run` records per case (`reports/README.md`): `power.energy_mj`,
+    /// `power.energy_wh`, `power.avg_mw`, `power.peak_ma`, `power.samples`.
     pub fn measurements(&self, from_s: f64, to_s: f64) -> Vec<(String, f64, &'static str)> {
-        let e = self.energy(from_s, to_s);
-        vec![
-            ("energy_mj".into(), e.mj, "mJ"),
-            ("energy_wh".into(), e.wh, "Wh"),
-            ("mean_power_mw".into(), e.mean_mw, "mW"),
-            ("power_samples".into(), e.samples as f64, "count"),
-        ]
+        self.energy(from_s, to_s).measurements()
     }
 }
 
@@ -451,6 +535,35 @@ impl Sampler {
     /// A copy of the samples so far.
     pub fn snapshot(&self) -> PowerTrace {
         self.trace.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The samples of `[from_s, to_s)` (see [`PowerTrace::slice`]), copied.
+    pub fn window(&self, from_s: f64, to_s: f64) -> PowerTrace {
+        self.trace
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .slice(from_s, to_s)
+    }
+
+    /// Frees the samples older than `t_s` (keeping the one just before, whose
+    /// period reaches `t_s`); the CSV file keeps them all.
+    pub fn discard_before(&self, t_s: f64) {
+        let mut trace = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        let k = trace
+            .samples
+            .partition_point(|s| s.t_s < t_s)
+            .saturating_sub(1);
+        trace.samples.drain(..k);
+    }
+
+    /// The live trace the thread appends to.
+    pub(crate) fn shared(&self) -> Arc<Mutex<PowerTrace>> {
+        self.trace.clone()
+    }
+
+    /// Whether the thread has stopped (an error, or [`Self::stop`]).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// The CSV file, if any.
@@ -544,6 +657,22 @@ mod tests {
     }
 
     #[test]
+    fn simulated_profiles_get_a_calibration_that_resolves_their_idle_current() {
+        let eth = MeterConfig::for_profile(&PowerProfile::by_name("ethernet").unwrap());
+        assert_eq!(eth.shunt_ohms, 0.1);
+        assert!((eth.max_current_a - 0.9).abs() < 1e-9);
+        let lte = MeterConfig::for_profile(&PowerProfile::by_name("lte-m").unwrap());
+        assert_eq!(lte.shunt_ohms, 1.0);
+        // 0.5 mA idle is at least 50 current LSBs.
+        assert!(500.0 / lte.current_lsb_ua() as f64 >= 50.0, "{lte:?}");
+        for p in model::PROFILES {
+            let c = MeterConfig::for_profile(&PowerProfile::by_name(p).unwrap());
+            c.calibration().unwrap();
+            assert!(c.max_current_a * c.shunt_ohms <= 0.32, "{p}: {c:?}");
+        }
+    }
+
+    #[test]
     fn an_impossible_calibration_is_a_clear_error() {
         let c = MeterConfig {
             shunt_ohms: 100.0,
@@ -573,8 +702,17 @@ mod tests {
         assert!((e.mean_mw - 2500.0).abs() < 1e-6);
         let half = trace.energy(2.5, 7.5);
         assert!((half.mj - 12_500.0).abs() < 1e-6, "{half:?}");
+        assert!((e.peak_ma - 500.0).abs() < 1e-9);
         let m = trace.measurements(0.0, 10.0);
-        assert_eq!(m[0].0, "energy_mj");
+        assert_eq!(m[0].0, "power.energy_mj");
         assert_eq!(m[1].2, "Wh");
+        // Bins add up to the whole, and split at their edges.
+        let bins = trace.energy_bins(0.0, 10.0, 0.25);
+        assert_eq!(bins.len(), 40);
+        assert!((bins.iter().sum::<f64>() - 25_000.0).abs() < 1e-6);
+        assert!(bins.iter().all(|b| (b - 625.0).abs() < 1e-6), "{bins:?}");
+        let s = trace.slice(2.0, 3.0);
+        assert_eq!(s.samples.len(), 12);
+        assert!((s.energy(2.0, 3.0).mj - 2500.0).abs() < 1e-6);
     }
 }

@@ -244,6 +244,32 @@ impl PowerModel {
         }
     }
 
+    /// Forgets frames whose air time and tail were over before `t`, so a
+    /// live model fed for hours stays small. Only queries of times at or
+    /// after `t` keep their exact values.
+    pub fn forget_before(&mut self, t: Duration) {
+        let tail: f64 = self.profile.tail.iter().map(|(d, _)| d).sum();
+        let cutoff = t.as_secs_f64() - tail;
+        let before = self.active.len();
+        self.active.retain(|&(_, end, _)| end >= cutoff);
+        if self.active.len() != before {
+            self.dirty = true;
+        }
+    }
+
+    /// How many frames the model holds (after [`Self::forget_before`]).
+    pub fn frames(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Switches to another profile: the frames so far are forgotten and the
+    /// radio rests at the new profile's floor until the next frame.
+    pub fn set_profile(&mut self, profile: PowerProfile) {
+        self.profile = profile;
+        self.active.clear();
+        self.dirty = true;
+    }
+
     /// The current drawn at `t` (mA), baseline included.
     pub fn current_ma(&mut self, t: Duration) -> f64 {
         self.rebuild();
@@ -361,6 +387,31 @@ mod tests {
             + 0.6 * 20.0
             + 0.0027 * (100.0 - 1.0 - air - 30.0);
         assert!((m.charge_mas(s(0.0), s(100.0)) - expected).abs() < 1e-9);
+    }
+
+    #[test]
+    fn forgetting_old_frames_keeps_recent_values_exact() {
+        let mut fed = PowerModel::new(PowerProfile::by_name("lte-m").unwrap());
+        for i in 0..200 {
+            fed.add_frame(FrameEvent {
+                at: s(f64::from(i)),
+                bytes: 200,
+                direction: Direction::Tx,
+            });
+        }
+        let mut full = fed.clone();
+        fed.forget_before(s(150.0));
+        // Tail of 30 s: frames that ended before 120 s are gone.
+        assert!(fed.frames() < 90, "{}", fed.frames());
+        for t in [150.0, 170.5, 199.0, 215.0, 240.0] {
+            assert!((fed.current_ma(s(t)) - full.current_ma(s(t))).abs() < 1e-12);
+        }
+        assert!(
+            (fed.charge_mas(s(150.0), s(300.0)) - full.charge_mas(s(150.0), s(300.0))).abs() < 1e-9
+        );
+        fed.set_profile(PowerProfile::by_name("ethernet").unwrap());
+        assert_eq!(fed.frames(), 0);
+        assert!((fed.current_ma(s(199.0)) - 540.0).abs() < 1e-12);
     }
 
     #[test]

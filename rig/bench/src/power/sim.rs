@@ -18,6 +18,11 @@
 //! averaging does) and the bus voltage on the load side of the shunt. Time
 //! comes from a [`SimClock`]: real time for the sampler, or a manual clock for
 //! tests that need exact values.
+//!
+//! A chip may have a *frame feed* ([`SimIna219::with_feed`]): before each
+//! register access it drains the frames seen since the last one (e.g. the
+//! bridge's tap of the DUT's link) into the model, so every conversion
+//! includes the traffic that happened before it was read.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,7 +30,14 @@ use std::time::{Duration, Instant};
 
 use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation};
 
-use super::model::PowerModel;
+use super::model::{FrameEvent, PowerModel};
+
+/// Where live frames come from: called before each register access, it
+/// appends the frames seen since its last call (times on the chip's clock).
+pub type FrameFeed = Box<dyn FnMut(&mut Vec<FrameEvent>) + Send>;
+
+/// Feed frames are forgotten once their tail is this far behind the clock.
+const FORGET_AFTER: Duration = Duration::from_secs(5);
 
 /// The power-on value of the configuration register.
 pub const CONFIG_POR: u16 = 0x399F;
@@ -141,6 +153,20 @@ pub struct SimIna219 {
     done: u64,
     /// Register accesses, for tests that count bus traffic.
     accesses: u64,
+    feed: Option<Feed>,
+}
+
+/// A [`FrameFeed`] and its buffer.
+struct Feed {
+    next: FrameFeed,
+    buf: Vec<FrameEvent>,
+    fed: u64,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed").field("fed", &self.fed).finish()
+    }
 }
 
 impl SimIna219 {
@@ -167,6 +193,41 @@ impl SimIna219 {
             epoch,
             done: 0,
             accesses: 0,
+            feed: None,
+        }
+    }
+
+    /// Feeds the model from `feed` before every register access.
+    pub fn with_feed(mut self, feed: FrameFeed) -> Self {
+        self.feed = Some(Feed {
+            next: feed,
+            buf: Vec::new(),
+            fed: 0,
+        });
+        self
+    }
+
+    /// How many frames the feed has delivered to the model.
+    pub fn frames_fed(&self) -> u64 {
+        self.feed.as_ref().map_or(0, |f| f.fed)
+    }
+
+    /// Drains the feed into the model; forgets frames long past.
+    fn pull_feed(&mut self) {
+        let Some(feed) = &mut self.feed else {
+            return;
+        };
+        (feed.next)(&mut feed.buf);
+        if feed.buf.is_empty() {
+            return;
+        }
+        let mut m = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        for f in feed.buf.drain(..) {
+            m.add_frame(f);
+            feed.fed += 1;
+        }
+        if m.frames() > 256 {
+            m.forget_before(self.clock.now().saturating_sub(FORGET_AFTER));
         }
     }
 
@@ -193,6 +254,7 @@ impl SimIna219 {
     /// Runs the conversions that have completed by now (only the last one
     /// matters: registers hold the latest result).
     fn advance(&mut self) {
+        self.pull_feed();
         let Some(period) = conversion_period(self.config) else {
             return;
         };

@@ -22,6 +22,7 @@ pub(crate) fn main(args: ListArgs) -> u8 {
             matrix: vec![],
             source: String::new(),
             params: Default::default(),
+            limits: Default::default(),
         }]
     } else {
         match super::load_suites(&args.suites) {

@@ -5,6 +5,7 @@ pub(crate) mod completions;
 pub(crate) mod doctor;
 pub(crate) mod lease;
 pub(crate) mod list;
+pub(crate) mod power;
 pub(crate) mod run;
 pub(crate) mod serve;
 pub(crate) mod simnet;

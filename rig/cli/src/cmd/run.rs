@@ -50,7 +50,7 @@ pub(crate) fn main(args: RunArgs) -> u8 {
         allow_empty: args.allow_empty,
     };
     let plan = match engine::plan(suites, rig_suite::cases::all(), &options) {
-        Ok(p) => p,
+        Ok(p) => p.repeated(args.repeat),
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
@@ -126,6 +126,22 @@ pub(crate) fn main(args: RunArgs) -> u8 {
                     return finish(&result, &out, reporters.take_errors()).max(exit::INFRA);
                 }
             };
+        // The bench's power meter, sampled for the whole run (cmd::power).
+        let mut power = match super::power::PowerHooks::open(&bench, &out, simnet.as_ref()) {
+            Ok(p) => p,
+            Err(message) => {
+                eprintln!("error: {message}");
+                server.shutdown();
+                drop(dut);
+                for problem in simnet.map(SimNet::shutdown).unwrap_or_default() {
+                    eprintln!("warning: simulated network: {problem}");
+                }
+                let result = engine::abort(&plan, info, &message, &mut |event| {
+                    let _ = reporters.handle(event);
+                });
+                return finish(&result, &out, reporters.take_errors()).max(exit::INFRA);
+            }
+        };
         info.bench.dut = dut.identity();
         let settings = RunSettings {
             time_scale: args.time_scale,
@@ -152,28 +168,88 @@ pub(crate) fn main(args: RunArgs) -> u8 {
                 credentials: Some(std::sync::Arc::new(bench.security.clone())),
                 ..SecurityContext::default()
             },
+            power: power.as_ref().map(super::power::PowerHooks::case_power),
         };
         let mut emit = |event: &rig_report::events::RunEvent| {
             let _ = reporters.handle(event);
         };
-        let (result, rig) = match simnet {
-            Some(mut net) => {
-                let r = engine::run_with_hooks(
-                    &plan, info, rig, &settings, &cancel, &mut net, &mut emit,
-                )
-                .await;
-                r.1.server.shutdown();
-                for problem in net.shutdown() {
-                    eprintln!("warning: simulated network: {problem}");
-                }
-                r
-            }
-            None => engine::run(&plan, info, rig, &settings, &cancel, &mut emit).await,
+        let mut simnet = simnet;
+        let mut hooks = super::power::RunHooks {
+            net: simnet.as_mut(),
+            power: power.as_mut(),
         };
+        let (result, rig) =
+            engine::run_with_hooks(&plan, info, rig, &settings, &cancel, &mut hooks, &mut emit)
+                .await;
+        if let Some(problem) = power.take().and_then(super::power::PowerHooks::stop) {
+            eprintln!("warning: {problem}");
+        }
+        if let Some(net) = simnet {
+            rig.server.shutdown();
+            for problem in net.shutdown() {
+                eprintln!("warning: simulated network: {problem}");
+            }
+        }
         rig.server.shutdown();
         drop(rig);
+        if args.repeat > 1 {
+            report_repeat(&result, &out, args.repeat);
+        }
         finish(&result, &out, reporters.take_errors())
     })
+}
+
+/// `--repeat N`: each case's pass rate on stdout, as a table appended to
+/// report.md, and as the `repeat` key of run.json (reports/README.md).
+fn report_repeat(result: &RunResult, out: &Path, n: u32) {
+    let rates = rig_suite::repeat::pass_rates(&result.cases);
+    println!("pass rate over {n} runs per case:");
+    for (id, r) in &rates {
+        println!(
+            "  {id}: {}/{} passed ({:.0} %)",
+            r.passed,
+            r.runs,
+            r.pass_rate * 100.0
+        );
+    }
+    let md = out.join("report.md");
+    if let Ok(text) = std::fs::read_to_string(&md) {
+        let text = text + &rig_suite::repeat::markdown(&rates, n);
+        if let Err(e) = write_atomically(&md, text.as_bytes()) {
+            eprintln!(
+                "warning: cannot add the repeat table to {}: {e}",
+                md.display()
+            );
+        }
+    }
+    let json = out.join("run.json");
+    let patched = std::fs::read_to_string(&json)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()))
+        .and_then(|mut v| {
+            let rates = serde_json::to_value(&rates).map_err(|e| e.to_string())?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(
+                    "repeat".into(),
+                    serde_json::json!({ "runs_per_case": n, "cases": rates }),
+                );
+            }
+            serde_json::to_vec_pretty(&v).map_err(|e| e.to_string())
+        })
+        .and_then(|bytes| write_atomically(&json, &bytes).map_err(|e| e.to_string()));
+    if let Err(e) = patched {
+        eprintln!(
+            "warning: cannot add the repeat key to {}: {e}",
+            json.display()
+        );
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp-repeat");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The services, the DUT, the simulated network (if the bench has one), and

@@ -123,6 +123,18 @@ impl SimNet {
         ))
     }
 
+    /// A tap of the frames the DUT sends and receives (for the power
+    /// model); `None` once the bridge has stopped.
+    pub(crate) fn frame_tap(&self, capacity: usize) -> Result<Option<rig_net::FrameTap>, String> {
+        match &self.bridge {
+            Some(b) => b
+                .tap(capacity)
+                .map(Some)
+                .map_err(|e| format!("cannot tap the bridge for the power model: {e}")),
+            None => Ok(None),
+        }
+    }
+
     /// A UDP socket bound to [`SERVER_ADDR`] inside the services namespace.
     pub(crate) fn bind_server_socket(&self) -> Result<std::net::UdpSocket, String> {
         let addr = SERVER_ADDR

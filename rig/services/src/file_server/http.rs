@@ -306,6 +306,39 @@ impl HttpFileServer {
                 context: format!("bind HTTP file server on {addr}"),
                 source,
             })?;
+        Self::start(listener, acceptor, store, config)
+    }
+
+    /// Serves `store` on an already bound listener (e.g. one bound inside a
+    /// network namespace). Must be called inside a tokio runtime.
+    pub fn from_std(
+        listener: std::net::TcpListener,
+        store: FileStore,
+        config: HttpServerConfig,
+    ) -> Result<HttpFileServer, FileServerError> {
+        let acceptor = match &config.tls {
+            Some(id) => Some(TlsAcceptor::from(Arc::new(
+                id.server_config(config.allow_tls13)?,
+            ))),
+            None => None,
+        };
+        let io = |context: &str| {
+            let context = context.to_string();
+            move |source| FileServerError::Io { context, source }
+        };
+        listener
+            .set_nonblocking(true)
+            .map_err(io("non-blocking HTTP listener"))?;
+        let listener = TcpListener::from_std(listener).map_err(io("HTTP listener into tokio"))?;
+        Self::start(listener, acceptor, store, config)
+    }
+
+    fn start(
+        listener: TcpListener,
+        acceptor: Option<TlsAcceptor>,
+        store: FileStore,
+        config: HttpServerConfig,
+    ) -> Result<HttpFileServer, FileServerError> {
         let local = listener
             .local_addr()
             .map_err(|source| FileServerError::Io {

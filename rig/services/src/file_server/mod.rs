@@ -9,7 +9,9 @@
 //!     │    └── http.rs  HttpFileServer  GET/HEAD /fw/<name>, Range, If-Match,
 //!     │                 If-Range, 416, presigned-URL expiry, TLS, throttling
 //!     └─────── coap.rs  CoapFileServer  GET /fw/<name>, Block2 via rig-proto's
-//!                       Endpoint, over any DatagramTransport (UDP; DTLS plugs in)
+//!                       Endpoint, over any DatagramTransport: UDP, or
+//!                       coaps.rs DtlsTransport (rig-dtls over a given socket)
+//!   tls.rs  HttpsPki: a CA + server certificate for the address served on
 //! ```
 //!
 //! Every server records what it served (see [`record`]): each request with
@@ -18,9 +20,11 @@
 //! The servers decide nothing about verdicts.
 
 pub mod coap;
+pub mod coaps;
 pub mod http;
 pub mod images;
 pub mod record;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,9 +34,11 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 pub use coap::{CoapFileServer, CoapServerConfig, DatagramTransport};
+pub use coaps::{DtlsLog, DtlsTransport};
 pub use http::{HttpFileServer, HttpServerConfig, Presigner, TlsIdentity};
 pub use images::{FirmwareImage, ImageSpec, NamedImage, PackageHeader, Variant};
 pub use record::{CoapRecord, HttpRecord, ServeSummary};
+pub use tls::HttpsPki;
 
 /// Errors of the file servers.
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,9 @@ use super::{
 use crate::OpError;
 use crate::deviation::Deviation;
 
+mod queue;
+pub(crate) use queue::queue_awake_window;
+
 /// An operation waiting for its response.
 struct Pending {
     endpoint: String,
@@ -54,6 +57,13 @@ pub(crate) struct ServerCore {
     /// DTLS only: the endpoint each peer's credentials map to (`None` =
     /// authenticated but not in the credential store).
     authenticated: HashMap<SocketAddr, Option<String>>,
+    /// Queue mode (`core/queue.rs`): the time scale of the awake window.
+    time_scale: f64,
+    /// Queue mode: requests held per endpoint until its next uplink.
+    held: HashMap<String, Vec<OpRequest>>,
+    /// Queue mode: requests sent to a client that should sleep (probes),
+    /// with the time of the client's last uplink before them.
+    sent_asleep: HashMap<RequestId, Instant>,
 }
 
 impl ServerCore {
@@ -66,7 +76,8 @@ impl ServerCore {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x5eed);
-        let registry = proto_registry::Registry::new(scale_u32(config.time_scale));
+        let mut registry = proto_registry::Registry::new(scale_u32(config.time_scale));
+        registry.set_min_location_len(config.location_len);
         ServerCore {
             state,
             events,
@@ -77,6 +88,9 @@ impl ServerCore {
             observations: HashMap::new(),
             defs: Registry::core(),
             authenticated: HashMap::new(),
+            time_scale: config.time_scale,
+            held: HashMap::new(),
+            sent_asleep: HashMap::new(),
         }
     }
 
@@ -151,26 +165,66 @@ impl ServerCore {
     }
 
     pub(crate) fn handle_datagram(&mut self, now: ProtoInstant, peer: SocketAddr, bytes: &[u8]) {
+        self.apply_forgets();
+        let unmatched = self.endpoint.stats().unmatched_responses;
         self.endpoint.handle_datagram(now, peer, bytes);
+        if self.endpoint.stats().unmatched_responses > unmatched
+            && message::parse(bytes).is_ok_and(|p| message::has_option(&p, CoapOption::Observe))
+        {
+            // A notification for an observation we cancelled or forgot: the
+            // endpoint answered it with RST (int-302, int-303 count these).
+            let ep = self.endpoint_of_peer(peer).unwrap_or_default();
+            let at = self.tokio_time(now);
+            self.lock()
+                .rejected_notifications
+                .entry(ep)
+                .or_default()
+                .push(at);
+        }
         self.process(now);
+        self.queue_after_datagram(now, peer);
     }
 
     pub(crate) fn handle_timeout(&mut self, now: ProtoInstant) {
+        self.apply_forgets();
         self.endpoint.handle_timeout(now);
         self.expire(now);
         self.process(now);
     }
 
     pub(crate) fn handle_op(&mut self, now: ProtoInstant, op: OpRequest) {
+        self.apply_forgets();
+        let Some(op) = self.queue_hold(now, op) else {
+            return;
+        };
+        let asleep = self.asleep_since(now, &op.endpoint);
         let OpRequest {
             endpoint,
             operation,
             reply,
+            ..
         } = op;
         let Some(peer) = self.lock().registrations.get(&endpoint).map(|r| r.peer) else {
             let _ = reply.send(Err(OpError::NotRegistered { endpoint }));
             return;
         };
+        if let Operation::Forget { observation } = &operation {
+            let id = RequestId(observation.0);
+            let known = self.observations.remove(&id).is_some() && self.endpoint.cancel(id);
+            let code = if known {
+                Code::CHANGED
+            } else {
+                Code::NOT_FOUND
+            };
+            let _ = reply.send(Ok(Response {
+                code,
+                content_format: None,
+                payload: Vec::new(),
+                decoded: None,
+                observation: Some(*observation),
+            }));
+            return;
+        }
         if let Operation::CancelObserve { observation, .. } = &operation {
             let id = RequestId(observation.0);
             match self.endpoint.cancel_observe(now, id) {
@@ -199,6 +253,9 @@ impl ServerCore {
         let packet = build_request(&operation);
         match self.endpoint.send_request(now, peer, packet) {
             Ok(id) => {
+                if let Some(last) = asleep {
+                    self.sent_asleep.insert(id, last);
+                }
                 self.pending.insert(
                     id,
                     Pending {
@@ -347,6 +404,7 @@ impl ServerCore {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
+        self.check_queue_answer(id, &p);
         let code = Code(u8::from(response.header.code));
         let content_format = content_format_of(&response);
         let observation = match &p.operation {
@@ -355,6 +413,13 @@ impl ServerCore {
                     && message::has_option(&response, CoapOption::Observe) =>
             {
                 self.observations.insert(id, (p.endpoint.clone(), *path));
+                Some(ObservationId(id.0))
+            }
+            Operation::ObserveComposite { .. }
+                if code.is_success() && message::has_option(&response, CoapOption::Observe) =>
+            {
+                self.observations
+                    .insert(id, (p.endpoint.clone(), super::ObjectPath::Root));
                 Some(ObservationId(id.0))
             }
             _ => None,
@@ -389,9 +454,11 @@ impl ServerCore {
                 .unwrap_or_else(|| "-".into())
         );
         let expected_success = match &p.operation {
-            Operation::Read { .. } | Operation::Discover { .. } | Operation::Observe { .. } => {
-                Code::CONTENT
-            }
+            Operation::Read { .. }
+            | Operation::Discover { .. }
+            | Operation::Observe { .. }
+            | Operation::ReadComposite { .. }
+            | Operation::ObserveComposite { .. } => Code::CONTENT,
             Operation::CancelObserve { .. } => Code::CONTENT,
             Operation::Create { .. } => Code::CREATED,
             Operation::Delete { .. } => Code::DELETED,
@@ -415,7 +482,10 @@ impl ServerCore {
                 );
             }
             let asked = match &p.operation {
-                Operation::Read { accept, .. } | Operation::Observe { accept, .. } => *accept,
+                Operation::Read { accept, .. }
+                | Operation::Observe { accept, .. }
+                | Operation::ReadComposite { accept, .. }
+                | Operation::ObserveComposite { accept, .. } => *accept,
                 Operation::Discover { .. } => Some(ContentFormat::Link),
                 _ => None,
             };
@@ -436,7 +506,110 @@ impl ServerCore {
         }
     }
 
+    /// LwM2M Send (`POST /dp`): strict checks, a [`super::SendReport`] for
+    /// the endpoint, and the answer (2.04 when accepted).
+    fn on_send(&mut self, now: ProtoInstant, peer: SocketAddr, request: &Packet) -> Packet {
+        let excerpt = excerpt_of(request);
+        let ep = self.endpoint_of_peer(peer);
+        let cf = content_format_of(request);
+        let records = cf.and_then(|cf| {
+            rig_proto::content::decode(cf, &super::ObjectPath::Root, &request.payload, &self.defs)
+                .ok()
+        });
+        let code = match (&ep, cf) {
+            (None, _) => {
+                self.deviation(
+                    None,
+                    peer,
+                    "Send (POST /dp) from a client that is not registered".into(),
+                    excerpt.clone(),
+                );
+                Code::NOT_FOUND
+            }
+            (Some(ep), Some(ContentFormat::SenmlJson | ContentFormat::SenmlCbor)) => {
+                if records.is_none() {
+                    self.deviation(
+                        Some(ep.as_str()),
+                        peer,
+                        "Send: the SenML payload does not decode".into(),
+                        excerpt.clone(),
+                    );
+                    Code::BAD_REQUEST
+                } else {
+                    Code::CHANGED
+                }
+            }
+            (Some(ep), other) => {
+                self.deviation(
+                    Some(ep.as_str()),
+                    peer,
+                    format!(
+                        "Send: content format {}; a Send carries SenML JSON (110) or SenML CBOR (112)",
+                        other
+                            .map(|c| c.as_u16().to_string())
+                            .unwrap_or_else(|| "none".into())
+                    ),
+                    excerpt.clone(),
+                );
+                Code::new(4, 15)
+            }
+        };
+        if let (Some(ep), Some(recs)) = (&ep, &records) {
+            let registered: Vec<u16> = self
+                .lock()
+                .registrations
+                .get(ep)
+                .map(|r| {
+                    r.object_links
+                        .iter()
+                        .filter_map(|l| l.trim_start_matches('/').split('/').next()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut reported = Vec::new();
+            for r in recs {
+                if let Some(o) = r.path.object_id().map(|o| o.0)
+                    && !registered.contains(&o)
+                    && !reported.contains(&o)
+                {
+                    reported.push(o);
+                    self.deviation(
+                        Some(ep.as_str()),
+                        peer,
+                        format!(
+                            "Send: {} is in object /{o}, which the client did not register",
+                            r.path
+                        ),
+                        excerpt.clone(),
+                    );
+                }
+            }
+        }
+        let report = super::SendReport {
+            at: self.tokio_time(now),
+            content_format: cf,
+            payload: request.payload.clone(),
+            records,
+            code,
+        };
+        self.lock()
+            .sends
+            .entry(ep.unwrap_or_default())
+            .or_default()
+            .push(report);
+        message::response(response_code(code))
+    }
+
     fn on_request(&mut self, now: ProtoInstant, id: IncomingId, peer: SocketAddr, request: Packet) {
+        if matches!(
+            request.header.code,
+            coap::MessageClass::Request(Method::Post)
+        ) && message::uri_path(&request) == "dp"
+        {
+            let response = self.on_send(now, peer, &request);
+            let _ = self.endpoint.respond(now, id, response);
+            return;
+        }
         let excerpt = excerpt_of(&request);
         let (response, event) = self.registry.handle_request(now, peer, &request);
         let at = self.tokio_time(now);
@@ -570,8 +743,9 @@ impl ServerCore {
                 });
                 response
             }
-            RegistryEvent::UnknownLocation { .. } => {
+            RegistryEvent::UnknownLocation { location, method } => {
                 // Not a deviation: the client learns it must register again (int-105).
+                self.note_unknown_location(at, &location, method);
                 response
             }
             RegistryEvent::Deregistered { registration } => {
@@ -711,6 +885,45 @@ fn build_request(op: &Operation) -> Packet {
         }
         // Sent by the endpoint itself (`cancel_observe`); never built here.
         Operation::CancelObserve { .. } => message::request(Method::Get, true, &path),
+        Operation::ReadComposite {
+            paths,
+            format,
+            accept,
+        }
+        | Operation::ObserveComposite {
+            paths,
+            format,
+            accept,
+        } => {
+            let mut p = message::request(Method::Fetch, true, "/");
+            if matches!(op, Operation::ObserveComposite { .. }) {
+                message::set_uint_option(&mut p, CoapOption::Observe, 0);
+            }
+            message::set_uint_option(
+                &mut p,
+                CoapOption::ContentFormat,
+                u32::from(format.as_u16()),
+            );
+            if let Some(cf) = accept {
+                message::set_uint_option(&mut p, CoapOption::Accept, u32::from(cf.as_u16()));
+            }
+            // A path list never fails to encode in SenML JSON/CBOR; another
+            // format gives an empty body, which the client refuses (4.00).
+            p.payload = rig_proto::content::senml::encode_paths(*format, paths).unwrap_or_default();
+            p
+        }
+        Operation::WriteComposite { format, payload } => {
+            let mut p = message::request(Method::IPatch, true, "/");
+            message::set_uint_option(
+                &mut p,
+                CoapOption::ContentFormat,
+                u32::from(format.as_u16()),
+            );
+            p.payload = payload.clone();
+            p
+        }
+        // Answered by the server itself; never sent.
+        Operation::Forget { .. } => message::request(Method::Get, true, &path),
     }
 }
 
@@ -721,8 +934,12 @@ fn decode_payload(
     payload: &[u8],
     defs: &Registry,
 ) -> Option<Records> {
-    let (Operation::Read { path, .. } | Operation::Observe { path, .. }) = op else {
-        return None;
+    let path = match op {
+        Operation::Read { path, .. } | Operation::Observe { path, .. } => path,
+        Operation::ReadComposite { .. } | Operation::ObserveComposite { .. } => {
+            &super::ObjectPath::Root
+        }
+        _ => return None,
     };
     let cf = cf?;
     if cf == ContentFormat::Link {
@@ -738,6 +955,17 @@ fn scale_u32(scale: f64) -> u32 {
         scale.round().min(f64::from(u32::MAX)) as u32
     } else {
         1
+    }
+}
+
+/// The CoAP response code for a [`Code`].
+fn response_code(code: Code) -> ResponseCode {
+    match (code.class(), code.detail()) {
+        (2, 4) => ResponseCode::Changed,
+        (4, 0) => ResponseCode::BadRequest,
+        (4, 4) => ResponseCode::NotFound,
+        (4, 15) => ResponseCode::UnsupportedContentFormat,
+        _ => ResponseCode::InternalServerError,
     }
 }
 

@@ -96,6 +96,10 @@ impl BrokerConfig {
 pub struct Broker {
     kind: BrokerKind,
     addr: SocketAddr,
+    /// Where the rig's own clients (the platform) connect: `addr`, or the
+    /// broker's private loopback address when the public listener lives in
+    /// another network namespace ([`Broker::start_on`]).
+    local: SocketAddr,
     inner: Inner,
 }
 
@@ -109,6 +113,8 @@ enum Inner {
         child: Child,
         log: PathBuf,
         _dir: tempfile::TempDir,
+        /// The relay from a listener given to [`Broker::start_on`].
+        relay: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     },
 }
 
@@ -119,14 +125,64 @@ impl Broker {
             std::fs::metadata(path).map_err(|e| MqttError::file(path, e))?;
         }
         match config.kind {
-            BrokerKind::Embedded => start_embedded(config).await,
+            BrokerKind::Embedded => start_embedded(config, None).await,
             BrokerKind::Mosquitto => start_mosquitto(config).await,
+        }
+    }
+
+    /// Starts a broker whose clients connect to `listener`, a socket already
+    /// bound (e.g. inside the services network namespace of the simulated
+    /// network, on port 8883). A relay in this process accepts there and
+    /// copies bytes to the broker on a private loopback port (mosquitto too),
+    /// so TLS is end to end between the client and the broker.
+    /// `config.listen` is ignored. The rig's own clients (the platform)
+    /// connect to [`Broker::local_connect_addr`].
+    pub async fn start_on(
+        config: BrokerConfig,
+        listener: StdListener,
+    ) -> Result<Broker, MqttError> {
+        for path in [&config.tls.ca, &config.tls.cert, &config.tls.key] {
+            std::fs::metadata(path).map_err(|e| MqttError::file(path, e))?;
+        }
+        let public = listener.local_addr().map_err(|source| MqttError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let bind_err = |source| MqttError::Bind {
+            addr: public,
+            source,
+        };
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let listener = TcpListener::from_std(listener).map_err(bind_err)?;
+        match config.kind {
+            BrokerKind::Embedded => start_embedded(config, Some(listener)).await,
+            BrokerKind::Mosquitto => {
+                let mut private = config.clone();
+                private.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+                let mut broker = start_mosquitto(private).await?;
+                let upstream = broker.addr;
+                let (stop, stop_rx) = watch::channel(false);
+                let handle = tokio::spawn(relay(listener, upstream, stop_rx));
+                if let Inner::Mosquitto { relay, .. } = &mut broker.inner {
+                    *relay = Some((stop, handle));
+                }
+                broker.local = upstream;
+                broker.addr = public;
+                Ok(broker)
+            }
         }
     }
 
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the rig's own clients (the platform emulator) connect: the
+    /// public address, or for [`Broker::start_on`] the broker's private
+    /// loopback address (the public one may be in another namespace).
+    pub fn local_connect_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// Which broker this is.
@@ -165,7 +221,11 @@ impl Broker {
                 let _ = stop.send(true);
                 relay.abort();
             }
-            Inner::Mosquitto { child, .. } => {
+            Inner::Mosquitto { child, relay, .. } => {
+                if let Some((stop, handle)) = relay.take() {
+                    let _ = stop.send(true);
+                    handle.abort();
+                }
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -223,7 +283,10 @@ fn path_str(p: &std::path::Path) -> Result<String, MqttError> {
         })
 }
 
-async fn start_embedded(config: BrokerConfig) -> Result<Broker, MqttError> {
+async fn start_embedded(
+    config: BrokerConfig,
+    given: Option<TcpListener>,
+) -> Result<Broker, MqttError> {
     let err = |reason: String| MqttError::BrokerStart {
         broker: "embedded",
         reason,
@@ -262,12 +325,16 @@ async fn start_embedded(config: BrokerConfig) -> Result<Broker, MqttError> {
         .map_err(|e| err(format!("bad rumqttd configuration: {e}")))?;
 
     // Bind the public side first so a bad address fails before any thread starts.
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| MqttError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let relayed_elsewhere = given.is_some();
+    let listener = match given {
+        Some(l) => l,
+        None => TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| MqttError::Bind {
+                addr: config.listen,
+                source,
+            })?,
+    };
     let addr = listener.local_addr().map_err(|source| MqttError::Bind {
         addr: config.listen,
         source,
@@ -285,10 +352,12 @@ async fn start_embedded(config: BrokerConfig) -> Result<Broker, MqttError> {
             let _ = done_tx.send(outcome);
         })
         .map_err(|e| err(format!("cannot spawn the broker thread: {e}")))?;
+    // A Mutex makes the receiver Sync, so this future stays Send.
+    let done_rx = std::sync::Mutex::new(done_rx);
     wait_accepting(internal, config.start_timeout, || {
-        match done_rx.try_recv() {
-            Ok(reason) => Err(reason),
-            Err(_) => Ok(()),
+        match done_rx.lock().map(|rx| rx.try_recv()) {
+            Ok(Ok(reason)) => Err(reason),
+            _ => Ok(()),
         }
     })
     .await
@@ -299,6 +368,7 @@ async fn start_embedded(config: BrokerConfig) -> Result<Broker, MqttError> {
     Ok(Broker {
         kind: BrokerKind::Embedded,
         addr,
+        local: if relayed_elsewhere { internal } else { addr },
         inner: Inner::Embedded { stop, relay },
     })
 }
@@ -425,10 +495,12 @@ async fn start_mosquitto(config: BrokerConfig) -> Result<Broker, MqttError> {
                 return Ok(Broker {
                     kind: BrokerKind::Mosquitto,
                     addr,
+                    local: addr,
                     inner: Inner::Mosquitto {
                         child,
                         log,
                         _dir: dir,
+                        relay: None,
                     },
                 });
             }

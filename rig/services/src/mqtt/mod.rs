@@ -7,6 +7,8 @@
 //!   and the plain-MQTT endpoint, as one rumqttc client that records every
 //!   message it sees.
 //! - [`shadow`] and [`jobs`]: the sans-IO cores the platform drives.
+//! - [`streams`]: [`streams::StreamService`], AWS-IoT-like MQTT file streams
+//!   (CBOR block requests with a bitmap), the MQTT block path of FOTA.
 //! - [`pki`]: [`TestPki`], CA, broker and client certificates made at run time.
 //! - [`client`]: rumqttc options with mutual TLS 1.2, for the platform and for devices.
 //!
@@ -19,6 +21,7 @@ pub mod jobs;
 pub mod pki;
 pub mod platform;
 pub mod shadow;
+pub mod streams;
 
 mod error;
 

@@ -98,6 +98,18 @@ impl TestPki {
         profile: PkiProfile,
         client_ids: &[&str],
     ) -> Result<TestPki, MqttError> {
+        Self::generate_for(dir, profile, client_ids, &[])
+    }
+
+    /// As [`TestPki::generate`], with more names in the broker certificate
+    /// (e.g. the services address of the simulated network, `10.77.0.1`,
+    /// which a device checks when it connects to that IP).
+    pub fn generate_for(
+        dir: impl AsRef<Path>,
+        profile: PkiProfile,
+        client_ids: &[&str],
+        extra_sans: &[String],
+    ) -> Result<TestPki, MqttError> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| MqttError::file(&dir, e))?;
 
@@ -117,9 +129,16 @@ impl TestPki {
 
         // Broker certificate (and chain).
         let server_key = new_key(profile, "server key")?;
+        let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        sans.extend(
+            extra_sans
+                .iter()
+                .filter(|n| !sans.contains(n))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         let mut server_params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .map_err(|e| MqttError::pki("server certificate", e))?;
+            CertificateParams::new(sans).map_err(|e| MqttError::pki("server certificate", e))?;
         server_params.distinguished_name = named("rig broker");
         server_params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,

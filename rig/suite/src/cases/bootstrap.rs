@@ -1,4 +1,4 @@
-//! ETS bootstrap cases (0-99): LightweightM2M-1.1-int-0, -4, -5, -8, -9.
+//! ETS bootstrap cases (0-99): LightweightM2M-1.1-int-0, -1, -2, -4 to -9.
 //!
 //! Each body starts the DUT itself in configuration C.13 (a bootstrap
 //! account only): the engine offers no such start state, so the case starts
@@ -14,14 +14,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rig_services::bootstrap::{
-    BootstrapEvent, BootstrapServer, Provisioning, parse_links, wait_for,
+    AccountSecurity, BootstrapEvent, BootstrapServer, Provisioning, parse_links, wait_for,
 };
 use rig_services::lwm2m::{self, Code, ObjectPath, Response, ServerEvent};
 
+use crate::case::SecurityMode;
 use crate::case::{
     Area, CaseContext, CaseDef, CaseFailure, CaseMeta, CaseResult, EtsConfig, StartState,
 };
-use crate::start::{self, REGISTER_WAIT, prompt_wait};
+use crate::start::{self, REGISTER_WAIT, ServerCert, prompt_wait};
 
 const REQUIRES: &[&str] = &["lwm2m"];
 
@@ -57,6 +58,34 @@ pub(crate) fn cases() -> Vec<CaseDef> {
         },
         CaseDef {
             meta: meta(
+                "LightweightM2M-1.1-int-1",
+                "Client Initiated Bootstrap Full (PSK)",
+                Some(
+                    "As int-0, but the account written to /0/0 is a PSK account (mode 0, \
+                     identity and key from the bench's credentials) towards a coaps:// LwM2M \
+                     server; the DUT gets its PSK only through the bootstrap (its own start \
+                     provisioning is NoSec). After Finish, the client must complete a DTLS-PSK \
+                     handshake and register with the endpoint the identity maps to.",
+                ),
+            ),
+            body: |cx| Box::pin(int_1(cx)),
+        },
+        CaseDef {
+            meta: meta(
+                "LightweightM2M-1.1-int-2",
+                "Client Initiated Bootstrap Full (Cert)",
+                Some(
+                    "As int-1 with a certificate account (mode 2): /0/0/3 the client \
+                     certificate, /0/0/4 the CA that issued the server's certificate (a trust \
+                     anchor), /0/0/5 the client's private key, all DER. The server certificate \
+                     names the bench's server_name while the account URI holds an IP address, so \
+                     the DUT's provisioning carries that name (`server_name`) for the check.",
+                ),
+            ),
+            body: |cx| Box::pin(int_2(cx)),
+        },
+        CaseDef {
+            meta: meta(
                 "LightweightM2M-1.1-int-4",
                 "Bootstrap Delete",
                 Some(
@@ -78,6 +107,37 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                 ),
             ),
             body: |cx| Box::pin(int_5(cx)),
+        },
+        CaseDef {
+            meta: meta(
+                "LightweightM2M-1.1-int-6",
+                "Bootstrap Sequence",
+                Some(
+                    "The rig has no smartcard, so the order checked is: a factory server account \
+                     that works is used first (the DUT, provisioned with C.1 plus a bootstrap \
+                     account, must register and send no Bootstrap-Request within the register \
+                     wait); with no server account (C.13) the DUT must bootstrap, then register.",
+                ),
+            ),
+            body: |cx| Box::pin(int_6(cx)),
+        },
+        CaseDef {
+            meta: CaseMeta {
+                timeout: Duration::from_secs(240),
+                ..meta(
+                    "LightweightM2M-1.1-int-7",
+                    "Fallback to bootstrap",
+                    Some(
+                        "The factory account points at a UDP port of the rig that never answers \
+                         (unreachable at the CoAP layer); the DUT also has a bootstrap account. \
+                         Its Register attempts must reach that port, and it must fall back to a \
+                         Bootstrap-Request within CoAP's MAX_TRANSMIT_WAIT (93 s; CoAP timers are \
+                         never scaled) plus 30 s; once provisioned it must register at the rig's \
+                         LwM2M server.",
+                    ),
+                )
+            },
+            body: |cx| Box::pin(int_7(cx)),
         },
         CaseDef {
             meta: meta(
@@ -129,6 +189,11 @@ fn expect_code(what: &str, r: &Response, code: Code) -> CaseResult {
 /// Binds the bootstrap server, starts the DUT in C.13 and waits for its
 /// Bootstrap-Request.
 async fn start_c13(cx: &mut CaseContext) -> Result<BootstrapServer, CaseFailure> {
+    start_c13_with(cx, |_| {}).await
+}
+
+/// Binds the bootstrap server next to the LwM2M server.
+async fn bind_bootstrap(cx: &mut CaseContext) -> Result<BootstrapServer, CaseFailure> {
     let ip = cx.server.local_addr().ip();
     let addr = SocketAddr::new(ip, 0);
     let cannot = |e: String| {
@@ -146,9 +211,19 @@ async fn start_c13(cx: &mut CaseContext) -> Result<BootstrapServer, CaseFailure>
             .await
             .map_err(|e| cannot(e.to_string()))?,
     };
+    Ok(bs)
+}
+
+/// As [`start_c13`], with a last change to the DUT's provisioning.
+async fn start_c13_with(
+    cx: &mut CaseContext,
+    edit: impl FnOnce(&mut rig_bench::dut::DutConfig),
+) -> Result<BootstrapServer, CaseFailure> {
+    let bs = bind_bootstrap(cx).await?;
     let mut cfg = start::dut_config(cx, EtsConfig::C1);
     cfg.extra.insert("bootstrap_uri".into(), bs.uri());
     cfg.extra.insert("bootstrap_only".into(), "true".into());
+    edit(&mut cfg);
     let mut events = bs.events();
     cx.step(format!(
         "starting the DUT in configuration C.13 (bootstrap server {})",
@@ -402,6 +477,255 @@ async fn int_9(cx: &mut CaseContext) -> CaseResult {
         &r,
         Code::NOT_ACCEPTABLE,
     )?;
+    write_c1(&cx.endpoint, &cx.server.uri(), &bs).await?;
+    finish_and_register(cx, &bs).await?;
+    no_deviations(cx, &bs)
+}
+
+/// The provisioning keys that carry the DUT's own security credentials.
+const SECURITY_KEYS: [&str; 7] = [
+    "security",
+    "psk_identity",
+    "psk_key_hex",
+    "psk_key_file",
+    "cert_file",
+    "key_file",
+    "ca_file",
+];
+
+/// Writes `account` into /0/x and /1/y.
+async fn write_account(ep: &str, bs: &BootstrapServer, account: &Provisioning) -> CaseResult {
+    let sec = ObjectPath::instance(0, account.security_instance);
+    let r = bs
+        .write(ep, &sec, &account.security_records())
+        .await
+        .map_err(|e| op_failed(&format!("Bootstrap-Write {sec}"), e))?;
+    expect_code(&format!("Bootstrap-Write {sec}"), &r, Code::CHANGED)?;
+    let srv = ObjectPath::instance(1, account.server_instance);
+    let r = bs
+        .write(ep, &srv, &account.server_records())
+        .await
+        .map_err(|e| op_failed(&format!("Bootstrap-Write {srv}"), e))?;
+    expect_code(&format!("Bootstrap-Write {srv}"), &r, Code::CHANGED)
+}
+
+/// Fails if the (secure) LwM2M server recorded a deviation for the endpoint.
+fn no_server_deviations(cx: &CaseContext) -> CaseResult {
+    let d = cx.server.deviations(&cx.endpoint);
+    if d.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = d.iter().map(ToString::to_string).collect();
+    Err(CaseFailure::fail(format!(
+        "the LwM2M server recorded {} deviation(s) from `{}`: {}",
+        list.len(),
+        cx.endpoint,
+        list.join("; ")
+    )))
+}
+
+/// 1: Client Initiated Bootstrap Full (PSK).
+async fn int_1(cx: &mut CaseContext) -> CaseResult {
+    start::use_secure_server(cx, SecurityMode::Psk, &[], ServerCert::Normal).await?;
+    let extra = cx.security.dut_extra.clone();
+    let (Some(identity), Some(key_hex)) = (extra.get("psk_identity"), extra.get("psk_key_hex"))
+    else {
+        return Err(CaseFailure::infra(
+            "the PSK setup gave no psk_identity/psk_key_hex",
+        ));
+    };
+    let key = rig_dtls::from_hex(key_hex)
+        .map_err(|e| CaseFailure::infra(format!("psk_key_hex of the bench: {e}")))?;
+    let bs = start_c13_with(cx, |cfg| {
+        for k in SECURITY_KEYS {
+            cfg.extra.remove(k);
+        }
+        cfg.extra.insert("security".into(), "nosec".into());
+    })
+    .await?;
+    let mut account = Provisioning::nosec(&cx.server.uri());
+    account.security = AccountSecurity::Psk {
+        identity: identity.clone().into_bytes(),
+        key,
+    };
+    cx.step(format!(
+        "writing a PSK account (identity `{identity}`) towards {}",
+        cx.server.uri()
+    ));
+    write_account(&cx.endpoint, &bs, &account).await?;
+    finish_and_register(cx, &bs).await?;
+    no_deviations(cx, &bs)?;
+    no_server_deviations(cx)
+}
+
+/// The DER of a PEM file's first certificate, or of its private key.
+fn der_of(path: &std::path::Path, key: bool) -> Result<Vec<u8>, CaseFailure> {
+    let bad = |e: String| CaseFailure::infra(format!("{}: {e}", path.display()));
+    if key {
+        let k = rig_dtls::load_private_key(path).map_err(|e| bad(e.to_string()))?;
+        k.private_key_to_der().map_err(|e| bad(e.to_string()))
+    } else {
+        let chain = rig_dtls::load_certificates(path).map_err(|e| bad(e.to_string()))?;
+        chain
+            .first()
+            .ok_or_else(|| bad("no certificate".into()))?
+            .to_der()
+            .map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// 2: Client Initiated Bootstrap Full (Cert).
+async fn int_2(cx: &mut CaseContext) -> CaseResult {
+    start::use_secure_server(cx, SecurityMode::X509, &[], ServerCert::Normal).await?;
+    let Some(spec) = cx.security.credentials.clone() else {
+        return Err(CaseFailure::not_applicable(
+            "certificate bootstrap needs the bench's [security] credentials",
+        ));
+    };
+    let account_security = AccountSecurity::Certificate {
+        client_cert_der: der_of(&spec.client_cert, false)?,
+        client_private_der: der_of(&spec.client_key, true)?,
+        server_cert_der: der_of(&spec.ca, false)?,
+    };
+    let server_name = spec.server_name.clone();
+    let bs = start_c13_with(cx, |cfg| {
+        for k in SECURITY_KEYS {
+            cfg.extra.remove(k);
+        }
+        // The mode is named so the server name reaches the DUT; the
+        // credentials come only from the bootstrap.
+        cfg.extra.insert("security".into(), "x509".into());
+        cfg.extra.insert("server_name".into(), server_name);
+    })
+    .await?;
+    let mut account = Provisioning::nosec(&cx.server.uri());
+    account.security = account_security;
+    cx.step(format!(
+        "writing a certificate account towards {}",
+        cx.server.uri()
+    ));
+    write_account(&cx.endpoint, &bs, &account).await?;
+    finish_and_register(cx, &bs).await?;
+    no_deviations(cx, &bs)?;
+    no_server_deviations(cx)
+}
+
+/// 6: Bootstrap Sequence.
+async fn int_6(cx: &mut CaseContext) -> CaseResult {
+    // Phase 1: a working factory account and a bootstrap account.
+    let bs = bind_bootstrap(cx).await?;
+    let mut cfg = start::dut_config(cx, EtsConfig::C1);
+    cfg.extra.insert("bootstrap_uri".into(), bs.uri());
+    let mut bs_events = bs.events();
+    let ep = cx.endpoint.clone();
+    cx.step(format!(
+        "starting the DUT with C.1 and a bootstrap account ({})",
+        bs.uri()
+    ));
+    let mut events = cx.server.events();
+    cx.dut
+        .start(&cfg)
+        .await
+        .map_err(|e| CaseFailure::infra(format!("could not start the DUT: {e}")))?;
+    let wait = prompt_wait(cx, REGISTER_WAIT);
+    let first = lwm2m::wait_for(
+        &mut events,
+        wait,
+        |e| matches!(e, ServerEvent::Registered { endpoint, .. } if *endpoint == ep),
+    )
+    .await;
+    let bootstrapped = wait_for(
+        &mut bs_events,
+        Duration::ZERO,
+        |e| matches!(e, BootstrapEvent::BootstrapRequest { endpoint, .. } if *endpoint == ep),
+    )
+    .await
+    .is_some()
+        || bs.session(&ep).is_some();
+    if bootstrapped {
+        return Err(CaseFailure::fail(
+            "with a working factory server account the DUT sent a Bootstrap-Request; it must \
+             register with the existing server first",
+        ));
+    }
+    if first.is_none() {
+        return Err(CaseFailure::fail(format!(
+            "with a factory server account (C.1) and a bootstrap account, no Register from \
+             `{ep}` within {:.1} s",
+            wait.as_secs_f64()
+        )));
+    }
+    cx.dut
+        .stop()
+        .await
+        .map_err(|e| CaseFailure::infra(format!("could not stop the DUT: {e}")))?;
+    bs.shutdown();
+    // Phase 2: no server account: bootstrap, then register.
+    cx.step("restarting the DUT with the bootstrap account only (C.13)");
+    let bs = start_c13(cx).await?;
+    write_c1(&cx.endpoint, &cx.server.uri(), &bs).await?;
+    finish_and_register(cx, &bs).await?;
+    no_deviations(cx, &bs)
+}
+
+/// 7: Fallback to bootstrap.
+async fn int_7(cx: &mut CaseContext) -> CaseResult {
+    let bs = bind_bootstrap(cx).await?;
+    // The unreachable factory server: a bound socket nobody answers on.
+    let ip = cx.server.local_addr().ip();
+    let dead = match cx.security.udp_binder.clone() {
+        Some(binder) => binder.bind(SocketAddr::new(ip, 0)),
+        None => std::net::UdpSocket::bind(SocketAddr::new(ip, 0)),
+    }
+    .map_err(|e| CaseFailure::inconclusive(format!("cannot bind the dead server port: {e}")))?;
+    let dead_addr = dead
+        .local_addr()
+        .map_err(|e| CaseFailure::infra(e.to_string()))?;
+    dead.set_read_timeout(Some(Duration::from_millis(50)))
+        .map_err(|e| CaseFailure::infra(e.to_string()))?;
+    let mut cfg = start::dut_config(cx, EtsConfig::C1);
+    cfg.server_uri = format!("coap://{dead_addr}");
+    cfg.extra.insert("bootstrap_uri".into(), bs.uri());
+    let mut bs_events = bs.events();
+    let ep = cx.endpoint.clone();
+    cx.step(format!(
+        "starting the DUT with its factory server at {dead_addr} (never answers) and a bootstrap account"
+    ));
+    cx.dut
+        .start(&cfg)
+        .await
+        .map_err(|e| CaseFailure::infra(format!("could not start the DUT: {e}")))?;
+    let wait = Duration::from_secs(93 + 30);
+    let started = tokio::time::Instant::now();
+    let got = wait_for(
+        &mut bs_events,
+        wait,
+        |e| matches!(e, BootstrapEvent::BootstrapRequest { endpoint, .. } if *endpoint == ep),
+    )
+    .await;
+    // How many datagrams the dead server got (the Register and its retransmissions).
+    let mut tries = 0usize;
+    let mut buf = [0u8; 2048];
+    for _ in 0..64 {
+        match dead.recv_from(&mut buf) {
+            Ok(_) => tries += 1,
+            Err(_) => break,
+        }
+    }
+    if got.is_none() {
+        return Err(CaseFailure::fail(format!(
+            "the factory server never answered ({tries} datagram(s) reached it); expected a \
+             fallback Bootstrap-Request within {:.0} s, saw none",
+            wait.as_secs_f64()
+        )));
+    }
+    cx.measure("bootstrap.fallback_s", "s", started.elapsed().as_secs_f64());
+    if tries == 0 {
+        return Err(CaseFailure::fail(
+            "the DUT bootstrapped without trying its factory server first (no datagram reached it)",
+        ));
+    }
+    bs.clear_deviations(&ep);
     write_c1(&cx.endpoint, &cx.server.uri(), &bs).await?;
     finish_and_register(cx, &bs).await?;
     no_deviations(cx, &bs)

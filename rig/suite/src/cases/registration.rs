@@ -1,4 +1,5 @@
-//! ETS registration cases (100-199): LightweightM2M-1.1-int-101 to -104.
+//! ETS registration cases (100-199): LightweightM2M-1.1-int-101 to -107
+//! (queue mode, 108 and 109, is in `queue.rs`).
 //!
 //! Each body follows the "Srv does" and "pass criteria" columns of the ETS
 //! catalogue (`shared/reference/oma-interop-cases.md` §2.2). Every wait is
@@ -84,6 +85,57 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                 ),
             },
             body: |cx| Box::pin(int_104(cx)),
+        },
+        CaseDef {
+            meta: CaseMeta {
+                id: "LightweightM2M-1.1-int-105",
+                title: "Discarded Register Update",
+                area: Area::Registration,
+                requires: REQUIRES,
+                start: StartState::Registered(EtsConfig::C1),
+                timeout: Duration::from_secs(90),
+                reading: Some(
+                    "The server forgets the registration itself (no spoofed De-register is \
+                     needed when the rig is the server). To get an Update soon, the lifetime is \
+                     first set to 20 s with a Write on /1/0/1. The next Update must arrive within \
+                     that lifetime (scaled) and is answered 4.04; then a fresh Register (POST \
+                     /rd) must follow within 10 s (scaled, at least 5 s real).",
+                ),
+            },
+            body: |cx| Box::pin(int_105(cx)),
+        },
+        CaseDef {
+            meta: CaseMeta {
+                id: "LightweightM2M-1.1-int-106",
+                title: "TCP binding",
+                area: Area::Registration,
+                requires: REQUIRES,
+                start: StartState::Stopped,
+                timeout: Duration::from_secs(10),
+                reading: Some(
+                    "CoAP over TCP (RFC 8323, binding T) is not offered by the rig's LwM2M server \
+                     nor by the reference agent: the case is Not Applicable until both exist.",
+                ),
+            },
+            body: |cx| Box::pin(int_106(cx)),
+        },
+        CaseDef {
+            meta: CaseMeta {
+                id: "LightweightM2M-1.1-int-107",
+                title: "Extending the lifetime",
+                area: Area::Registration,
+                requires: REQUIRES,
+                start: StartState::Registered(EtsConfig::C1),
+                timeout: Duration::from_secs(300),
+                reading: Some(
+                    "C.1 registers with lt=86400, so the ETS start (lt=60) is reached with a Write \
+                     of /1/0/1 = 60 (answered by an Update with lt=60). Then /1/0/1 = 120: an \
+                     Update with lt=120 must follow promptly (10 s scaled, at least 5 s real), and \
+                     the next Update must arrive within 120 s (scaled) of it. An early Update is \
+                     allowed; the registration must never expire.",
+                ),
+            },
+            body: |cx| Box::pin(int_107(cx)),
         },
     ]
 }
@@ -425,6 +477,142 @@ async fn int_104(cx: &mut CaseContext) -> CaseResult {
         )));
     }
     no_deviations(cx)
+}
+
+/// 105: Discarded Register Update.
+async fn int_105(cx: &mut CaseContext) -> CaseResult {
+    let first = write_lifetime(cx, SHORT_LIFETIME_S).await?;
+    let mut events = cx.server.events();
+    let ep = cx.endpoint.clone();
+    let Some(forgotten) = cx.server.forget_registration(&ep) else {
+        return Err(CaseFailure::infra(format!(
+            "endpoint `{ep}` was not registered when the server was to forget it"
+        )));
+    };
+    let loc = forgotten.location.clone();
+    let loc_id = loc.rsplit('/').next().unwrap_or_default().to_string();
+    cx.step(format!(
+        "the server forgot the registration at {loc}; waiting for the next Update"
+    ));
+    let lifetime = cx.scaled(Duration::from_secs(u64::from(SHORT_LIFETIME_S)));
+    let wait = (first + lifetime + prompt_wait(cx, Duration::from_secs(10)))
+        .saturating_duration_since(Instant::now());
+    let registered = lwm2m::wait_for(
+        &mut events,
+        wait,
+        |e| matches!(e, ServerEvent::Registered { endpoint, .. } if *endpoint == ep),
+    )
+    .await;
+    let refused: Vec<_> = cx
+        .server
+        .unknown_location_requests()
+        .into_iter()
+        .filter(|(m, l, at)| *m == "POST" && *l == loc_id && *at > first)
+        .collect();
+    let Some((_, _, refused_at)) = refused.first().cloned() else {
+        return Err(CaseFailure::fail(format!(
+            "expected an Update to the forgotten location {loc} within the lifetime of \
+             {SHORT_LIFETIME_S} s ({} scaled); saw none{}",
+            secs(lifetime),
+            if registered.is_some() {
+                " (the client registered again without one)"
+            } else {
+                ""
+            }
+        )));
+    };
+    cx.measure(
+        "registration.update_after_forget_s",
+        "s",
+        refused_at.duration_since(first).as_secs_f64() * cx.time_scale.max(1.0),
+    );
+    match registered {
+        Some(ServerEvent::Registered {
+            registration, at, ..
+        }) => {
+            if at < refused_at {
+                return Err(CaseFailure::fail(
+                    "the client registered again before its Update was answered 4.04",
+                ));
+            }
+            if registration.location == loc {
+                return Err(CaseFailure::infra(format!(
+                    "the server gave the new registration the forgotten location {loc}"
+                )));
+            }
+            cx.measure(
+                "registration.reregister_after_404_s",
+                "s",
+                at.duration_since(refused_at).as_secs_f64(),
+            );
+            no_deviations(cx)
+        }
+        _ => Err(CaseFailure::fail(format!(
+            "the Update to {loc} was answered 4.04 Not Found; expected a fresh Register \
+             (POST /rd) within {} after it, saw none",
+            secs(prompt_wait(cx, Duration::from_secs(10)))
+        ))),
+    }
+}
+
+/// 106: TCP binding.
+async fn int_106(_cx: &mut CaseContext) -> CaseResult {
+    Err(CaseFailure::not_applicable(
+        "CoAP over TCP (RFC 8323, binding T): neither the rig's LwM2M server nor the \
+         reference agent has a TCP transport yet",
+    ))
+}
+
+/// 107: Extending the lifetime.
+async fn int_107(cx: &mut CaseContext) -> CaseResult {
+    const START_S: u32 = 60;
+    const EXTENDED_S: u32 = 120;
+    write_lifetime(cx, START_S).await?;
+    let mut events = cx.server.events();
+    let extended = write_lifetime(cx, EXTENDED_S).await?;
+    let window = cx.scaled(Duration::from_secs(u64::from(EXTENDED_S)));
+    cx.step(format!(
+        "waiting for the next Update within {} of the lt={EXTENDED_S} Update",
+        secs(window)
+    ));
+    let ep = cx.endpoint.clone();
+    let remaining = (extended + window).saturating_duration_since(Instant::now());
+    let next = lwm2m::wait_for(&mut events, remaining, |e| match e {
+        ServerEvent::Updated { endpoint, at, .. } => *endpoint == ep && *at > extended,
+        ServerEvent::Registered { endpoint, .. }
+        | ServerEvent::Deregistered { endpoint, .. }
+        | ServerEvent::Expired { endpoint, .. } => *endpoint == ep,
+        _ => false,
+    })
+    .await;
+    match next {
+        Some(ServerEvent::Updated { at, update, .. }) => {
+            if update.lifetime_s.is_some_and(|lt| lt != EXTENDED_S) {
+                return Err(CaseFailure::fail(format!(
+                    "after the lifetime extension to {EXTENDED_S} s the next Update carried {update}"
+                )));
+            }
+            cx.measure(
+                "registration.update_interval_s",
+                "s",
+                at.duration_since(extended).as_secs_f64() * cx.time_scale.max(1.0),
+            );
+            no_deviations(cx)
+        }
+        Some(ServerEvent::Registered { .. }) => Err(CaseFailure::fail(format!(
+            "after the lt={EXTENDED_S} Update the client registered again instead of updating"
+        ))),
+        Some(other) => Err(CaseFailure::fail(format!(
+            "expected an Update within {} of the lt={EXTENDED_S} Update; the registration ended \
+             instead ({other:?})",
+            secs(window)
+        ))),
+        None => Err(CaseFailure::fail(format!(
+            "expected an Update within {} (the extended lifetime of {EXTENDED_S} s, scaled) of \
+             the lt={EXTENDED_S} Update; saw none",
+            secs(window)
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,260 @@
+//! The in-process harness of `dm_cases.rs` and `strictness_dm.rs`: the
+//! agent binary as a DUT over real UDP on loopback, a fresh LwM2M server per
+//! case, and `run_case`, which runs a case the way the engine does (start
+//! state, then body, under the case timeout divided by the time scale).
+
+// Test helpers may unwrap and panic.
+#![allow(clippy::unwrap_used, clippy::panic, dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rig_bench::BenchError;
+use rig_bench::dut::{ConsoleLog, Dut, DutAction, DutConfig};
+use rig_services::lwm2m::{Lwm2mServer, ServerConfig};
+use rig_suite::case::{CaseContext, CaseFailure};
+use rig_suite::{cases, start};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+/// Console lines, shared with the reader task.
+#[derive(Default)]
+pub struct Log(Mutex<Vec<String>>);
+
+impl ConsoleLog for Log {
+    fn mark(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    fn since(&self, mark: usize) -> String {
+        self.0.lock().unwrap()[mark..].join("\n")
+    }
+    fn tail(&self, n: usize) -> String {
+        let l = self.0.lock().unwrap();
+        l[l.len().saturating_sub(n)..].join("\n")
+    }
+    fn path(&self) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// The agent as a child process, with extra arguments (`--deviate ...`).
+pub struct AgentDut {
+    child: Option<(Child, ChildStdin)>,
+    log: Arc<Log>,
+    extra: Vec<String>,
+}
+
+impl AgentDut {
+    /// An agent started with `extra` arguments.
+    pub fn new(extra: &[&str]) -> Self {
+        AgentDut {
+            child: None,
+            log: Arc::default(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl Dut for AgentDut {
+    async fn start(&mut self, c: &DutConfig) -> Result<(), BenchError> {
+        self.stop().await?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rig-agent"));
+        cmd.args(["--server", &c.server_uri, "--endpoint", &c.endpoint])
+            .args(["--lifetime", &c.lifetime_s.to_string()])
+            .args(["--ssid", &c.ssid.to_string()])
+            .args(["--time-scale", &c.time_scale.to_string()])
+            .args(&self.extra);
+        if let Some(pmin) = c.default_pmin_s {
+            cmd.args(["--pmin", &pmin.to_string()]);
+        }
+        if let Some(pmax) = c.default_pmax_s {
+            cmd.args(["--pmax", &pmax.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| BenchError::Spawn {
+                program: "rig-agent".into(),
+                source,
+            })?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                log.0.lock().unwrap().push(line);
+            }
+        });
+        self.child = Some((child, stdin));
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> Result<(), BenchError> {
+        if let Some((mut child, mut stdin)) = self.child.take() {
+            let _ = stdin.write_all(b"quit\n").await;
+            if tokio::time::timeout(Duration::from_secs(3), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Only `Custom("send", paths)`: the console line `send <paths>`, then
+    /// `ok send` or `error send: ...` within 5 s.
+    async fn act(&mut self, action: &DutAction) -> Result<(), BenchError> {
+        let DutAction::Custom(name, args) = action else {
+            return Err(BenchError::Unsupported(format!("{action:?}")));
+        };
+        if name != "send" {
+            return Err(BenchError::Unsupported(format!("{action:?}")));
+        }
+        let mark = self.log.mark();
+        let Some((_, stdin)) = self.child.as_mut() else {
+            return Err(BenchError::Unsupported("the agent is not running".into()));
+        };
+        let line = format!("send {}\n", args.join(" "));
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let since = self.log.since(mark);
+            if since.lines().any(|l| l.starts_with("ok send")) {
+                return Ok(());
+            }
+            if let Some(l) = since.lines().find(|l| l.starts_with("error send")) {
+                return Err(BenchError::ActionFailed {
+                    action: "send".into(),
+                    line: l.to_string(),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BenchError::ConsoleTimeout {
+                    pattern: "ok send".into(),
+                    timeout: Duration::from_secs(5),
+                    last_line: None,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn supports(&self, action: &DutAction) -> bool {
+        matches!(action, DutAction::Custom(name, _) if name == "send")
+    }
+
+    async fn expect_console(
+        &mut self,
+        pattern: &str,
+        timeout: Duration,
+    ) -> Result<String, BenchError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .log
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(pattern))
+            {
+                return Ok(l.clone());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BenchError::ConsoleTimeout {
+                    pattern: pattern.into(),
+                    timeout,
+                    last_line: None,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn console(&self) -> &dyn ConsoleLog {
+        &*self.log
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|(c, _)| c.try_wait().ok().flatten().is_none())
+    }
+
+    fn identity(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([("kind".to_string(), "test-agent".to_string())])
+    }
+}
+
+/// A fresh server on loopback and an agent DUT with `extra` arguments.
+pub async fn context(time_scale: f64, ep: &str, extra: &[&str]) -> CaseContext {
+    let config = ServerConfig {
+        time_scale,
+        op_timeout: Duration::from_secs(10),
+        ..ServerConfig::default()
+    };
+    let server = Lwm2mServer::bind_with("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    let (progress, _rx) = tokio::sync::mpsc::unbounded_channel();
+    CaseContext {
+        server,
+        dut: Box::new(AgentDut::new(extra)),
+        endpoint: ep.to_string(),
+        time_scale,
+        measurements: Vec::new(),
+        progress,
+        security: Default::default(),
+        net: Default::default(),
+        params: Default::default(),
+        params_source: String::new(),
+        power: None,
+    }
+}
+
+/// The id of ETS case `n`.
+pub fn id(n: u16) -> String {
+    format!("LightweightM2M-1.1-int-{n}")
+}
+
+/// Runs case `n` the way the engine does: start state, then body, under
+/// the case timeout divided by the time scale; stops the DUT after.
+pub async fn run_case(n: u16, cx: &mut CaseContext) -> Result<(), CaseFailure> {
+    let id = id(n);
+    let case = cases::find(&id).unwrap_or_else(|| panic!("{id} is not in the library"));
+    let timeout = case
+        .meta
+        .timeout
+        .div_f64(cx.time_scale)
+        .max(Duration::from_secs(20));
+    let result = tokio::time::timeout(timeout, async {
+        start::reach(cx, case.meta.start).await?;
+        (case.body)(cx).await
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(CaseFailure::out_of_time(format!(
+            "{id}: case timeout {timeout:?}"
+        )))
+    });
+    let _ = cx.dut.stop().await;
+    cx.server.shutdown();
+    result
+}
+
+/// Runs case `n` against an agent with `extra` arguments at `time_scale`.
+pub async fn run(n: u16, time_scale: f64, extra: &[&str]) -> Result<(), CaseFailure> {
+    let ep = format!("dm-{n}-{}", extra.join("-"));
+    let mut cx = context(time_scale, &ep, extra).await;
+    run_case(n, &mut cx).await
+}

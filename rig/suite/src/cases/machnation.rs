@@ -1,0 +1,1515 @@
+//! The MachNation 2020 study's scenarios as cases, and the comparison cases.
+//!
+//! Ids are `machnation.<scenario>.<variant>`: the scenarios of the study
+//! (`shared/reference/machnation-2020.md`: initial connection, steady state,
+//! an observation every 30 s, one platform-to-device write, OTA, power at
+//! idle and at 1/30/60 s) for LwM2M (`lwm2m`), the AWS-IoT-like MQTT
+//! baseline (`mqtt-aws`) and the protocol-only MQTT baseline (`mqtt-plain`),
+//! and `machnation.<scenario>.compare`, whose measurements are the LwM2M ÷
+//! MQTT ratios of the same run. Each case starts the DUT itself with the
+//! study's parameters, opens a byte-accounting window on the simulated
+//! network's bridge for the study's window, and counts what the study
+//! counted: only the device's traffic to and from the platform (the CoAP,
+//! MQTT and HTTP protocol classes of [`rig_net::Accounting`], whole Ethernet
+//! frames without FCS; ARP and anything else are left out), as
+//! `shared/reference/mqtt-baseline.md` §0 defines bytes.
+//!
+//! Parameters (suite `[params."machnation.*"]`, all optional):
+//! - `broker`: `"rumqttd"` (default, embedded) or `"mosquitto"`;
+//! - `link`: a `rig_net::Profile` name (`"nb-iot"`, `"lte-m"`) set on the
+//!   bridge for the case, or `"ethernet"` (default: the bench's link);
+//! - `encoding`: `"tlv"` (default) or `"senml-cbor"`, the LwM2M Observe's Accept;
+//! - `queue_mode`: LwM2M binding `UQ` instead of `U` (default false);
+//! - `lwm2m_security`: `"x509"` (default, as the study) or `"nosec"`;
+//! - `report_period_s`: the observation scenario's period (default 30);
+//! - `string_len`: length of the test object's string (default
+//!   [`STRING_LEN`], which makes one TLV notification frame 182 B over DTLS);
+//! - `limits`: a table `{ "<measurement>" = [low, high] }` applied to this
+//!   case's measurements (the engine fails a case outside them).
+//!
+//! Time scale: windows and every protocol timer of the rig and the agent
+//! (lifetime/Update schedule, pmax, keepalive, report period) are divided by
+//! the suite's `time_scale`; a window with no timer inside (initial
+//! connection, write) is never shorter than [`MIN_WINDOW`] real time. What
+//! is proven about packet counts under scaling is in `rig/cli/tests/machnation.rs`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rig_bench::dut::DutConfig;
+use rig_dtls::CipherSuite;
+use rig_net::frame::ProtoClass;
+use rig_net::{Accounting, BridgeControl, Direction};
+use rig_report::events::Limits;
+use rig_services::lwm2m::{self, ContentFormat, Lwm2mServer, ObjectPath, ServerEvent};
+use rig_services::mqtt::{
+    Broker, BrokerConfig, BrokerKind, ClientTls, PkiProfile, Platform, PlatformConfig, QoS, TestPki,
+};
+use tokio::sync::broadcast;
+
+use crate::case::{Area, CaseContext, CaseDef, CaseFailure, CaseMeta, CaseResult, StartState};
+use crate::start::{self, MIN_PROMPT_WAIT, REGISTER_WAIT, ServerCert, prompt_wait};
+
+/// Length of the test object's string so that one NON TLV notification of
+/// `/33333/0` over DTLS (AES-128-CCM-8) is a 182-byte Ethernet frame, as in
+/// the study (mqtt-baseline.md §1: ~76 characters with an 8-byte token).
+pub const STRING_LEN: usize = 76;
+
+/// The shortest real window, whatever the time scale: DUT start-up, TLS and
+/// DTLS handshakes do not scale.
+pub const MIN_WINDOW: Duration = Duration::from_secs(5);
+
+/// The study's LwM2M lifetime (one Update in the 10-minute window).
+pub const LIFETIME_S: u32 = 600;
+
+/// The report period of the observation scenario.
+pub const REPORT_PERIOD_S: u32 = 30;
+
+/// Location id length that makes an Update 87 + 9 = 96 B (study: 179 B with the 2.04).
+const LOCATION_LEN: usize = 9;
+
+/// One scenario of the study.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Scenario 1: registration / connection (2 min).
+    InitialConnection,
+    /// Scenario 2: connected, no reports (10 min).
+    SteadyState,
+    /// Scenario 3: a report every 30 s (5 min).
+    Observation,
+    /// Scenario 4: one platform-to-device integer write (2 min).
+    Write,
+    /// Scenario 5: a 1 MiB firmware download (5 min).
+    Ota,
+    /// Scenario 6: power at idle and at 1, 30, 60 s intervals (10 min each).
+    Power(Option<u32>),
+}
+
+impl Scenario {
+    /// Every scenario, in the study's order.
+    pub const ALL: [Scenario; 9] = [
+        Scenario::InitialConnection,
+        Scenario::SteadyState,
+        Scenario::Observation,
+        Scenario::Write,
+        Scenario::Ota,
+        Scenario::Power(None),
+        Scenario::Power(Some(1)),
+        Scenario::Power(Some(30)),
+        Scenario::Power(Some(60)),
+    ];
+
+    /// The name in case ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::InitialConnection => "initial-connection",
+            Scenario::SteadyState => "steady-state",
+            Scenario::Observation => "observation",
+            Scenario::Write => "write",
+            Scenario::Ota => "ota",
+            Scenario::Power(None) => "power-idle",
+            Scenario::Power(Some(1)) => "power-1s",
+            Scenario::Power(Some(30)) => "power-30s",
+            Scenario::Power(Some(_)) => "power-60s",
+        }
+    }
+
+    /// The study's window at time scale 1.
+    pub fn window(self) -> Duration {
+        Duration::from_secs(match self {
+            Scenario::InitialConnection | Scenario::Write => 120,
+            Scenario::SteadyState | Scenario::Power(_) => 600,
+            Scenario::Observation | Scenario::Ota => 300,
+        })
+    }
+
+    /// What rig adds to the study's window, at time scale 1, so the event
+    /// at its end is inside (the 10th report at 300 s; the keepalive at 600 s
+    /// and its ACK): half a report period, or 5 %.
+    pub fn guard(self) -> Duration {
+        match self {
+            Scenario::Observation => Duration::from_secs(u64::from(REPORT_PERIOD_S) / 2),
+            Scenario::SteadyState | Scenario::Power(_) => Duration::from_secs(30),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// One protocol variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// LwM2M 1.1 over DTLS with certificates (the study's Anjay side).
+    Lwm2m,
+    /// MQTT 3.1.1 over TLS 1.2, AWS-IoT-like (the study's SDK side).
+    MqttAws,
+    /// MQTT 3.1.1 over TLS 1.2, protocol only (mqtt-baseline.md §6.3).
+    MqttPlain,
+}
+
+impl Variant {
+    /// Every variant, LwM2M first.
+    pub const ALL: [Variant; 3] = [Variant::Lwm2m, Variant::MqttAws, Variant::MqttPlain];
+
+    /// The name in case ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Lwm2m => "lwm2m",
+            Variant::MqttAws => "mqtt-aws",
+            Variant::MqttPlain => "mqtt-plain",
+        }
+    }
+}
+
+/// Figures of one scenario case, by measurement name.
+type Figures = BTreeMap<String, f64>;
+
+/// The scenario cases' figures of each run, for the compare cases: run key →
+/// (scenario, variant) → figures.
+static RESULTS: Mutex<BTreeMap<String, RunFigures>> = Mutex::new(BTreeMap::new());
+
+/// One run's figures: (scenario, variant) → figures.
+type RunFigures = BTreeMap<(String, String), Figures>;
+
+/// Identifies the run a case belongs to: its suite file and the run's LwM2M
+/// server (one per run).
+fn run_key(cx: &CaseContext) -> String {
+    format!("{}|{}", cx.params_source, cx.server.uri())
+}
+
+fn remember(key: &str, scenario: Scenario, variant: Variant, figures: Figures) {
+    let mut all = RESULTS.lock().unwrap_or_else(|p| p.into_inner());
+    all.entry(key.to_string()).or_default().insert(
+        (scenario.name().to_string(), variant.name().to_string()),
+        figures,
+    );
+}
+
+fn recall(key: &str, scenario: Scenario, variant: &str) -> Option<Figures> {
+    let all = RESULTS.lock().unwrap_or_else(|p| p.into_inner());
+    all.get(key)?
+        .get(&(scenario.name().to_string(), variant.to_string()))
+        .cloned()
+}
+
+macro_rules! scenario_case {
+    ($id:literal, $title:literal, $sc:expr, $var:expr, $req:expr, $reading:expr) => {
+        CaseDef {
+            meta: CaseMeta {
+                id: $id,
+                title: $title,
+                area: Area::MachNation,
+                requires: $req,
+                start: StartState::Stopped,
+                timeout: timeout_for($sc),
+                reading: Some($reading),
+            },
+            body: |cx| Box::pin(scenario_body(cx, $sc, $var)),
+        }
+    };
+}
+
+macro_rules! compare_case {
+    ($id:literal, $title:literal, $sc:expr) => {
+        CaseDef {
+            meta: CaseMeta {
+                id: $id,
+                title: $title,
+                area: Area::MachNation,
+                requires: &[],
+                start: StartState::Stopped,
+                timeout: Duration::from_secs(600),
+                reading: Some(COMPARE_READING),
+            },
+            body: |cx| Box::pin(compare_body(cx, $sc)),
+        }
+    };
+}
+
+/// The case timeout at time scale 1 (the engine divides it by the scale):
+/// the window plus 20 minutes, so fixed costs (start-up, handshakes, PKI)
+/// still fit at a large scale.
+const fn timeout_for(s: Scenario) -> Duration {
+    let w = match s {
+        Scenario::InitialConnection | Scenario::Write => 120,
+        Scenario::Observation | Scenario::Ota => 300,
+        Scenario::SteadyState | Scenario::Power(_) => 630,
+    };
+    Duration::from_secs(w + 1200)
+}
+
+const LWM2M: &[&str] = &["lwm2m"];
+const MQTT: &[&str] = &[];
+
+const READ_LWM2M: &str = "LwM2M 1.1, binding U, lifetime 600 s, DTLS 1.2 with X.509 \
+certificates and TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 (the bench's [security]; NoSec only when \
+the suite sets lwm2m_security = \"nosec\"), TLV, NON notifications, server location ids of 9 \
+characters. Counted: the DUT's CoAP/MQTT/HTTP frames (L2, no FCS) in the study's window.";
+const READ_MQTT_AWS: &str = "MQTT 3.1.1 over TLS 1.2 with a client certificate (RSA-2048, \
+AWS-like 3-certificate server chain), keepalive 600 s, SDK 1.4.7 behaviour (metrics username, \
+accepted/rejected as separate SUBSCRIBEs, QoS 0 shadow updates). Counted: the DUT's \
+CoAP/MQTT/HTTP frames (L2, no FCS) in the study's window.";
+const READ_MQTT_PLAIN: &str = "MQTT 3.1.1 over TLS 1.2 with a P-256 client certificate and a \
+leaf-only server chain, keepalive 600 s, telemetry a QoS 0 PUBLISH of the same TLV as the LwM2M \
+notification (mqtt-baseline.md §6.3). Counted as the other variants.";
+const COMPARE_READING: &str = "The LwM2M ÷ MQTT ratios of bytes, packets and energy of this \
+scenario's cases earlier in the same run (ratio.<metric>.<mqtt variant>). Limits come from the \
+suite's `limits` parameter; the defaults follow the study's direction with a margin, so a drop \
+in LwM2M's efficiency fails. Not Applicable when the LwM2M case or every MQTT case is missing \
+from the run.";
+
+/// The MachNation cases, in run order (each compare case after its scenario's variants).
+pub(crate) fn cases() -> Vec<CaseDef> {
+    use Scenario as S;
+    use Variant as V;
+    vec![
+        scenario_case!(
+            "machnation.initial-connection.lwm2m",
+            "MachNation 1: initial connection (LwM2M)",
+            S::InitialConnection,
+            V::Lwm2m,
+            LWM2M,
+            READ_LWM2M
+        ),
+        scenario_case!(
+            "machnation.initial-connection.mqtt-aws",
+            "MachNation 1: initial connection (MQTT, AWS-like)",
+            S::InitialConnection,
+            V::MqttAws,
+            MQTT,
+            READ_MQTT_AWS
+        ),
+        scenario_case!(
+            "machnation.initial-connection.mqtt-plain",
+            "MachNation 1: initial connection (MQTT, plain)",
+            S::InitialConnection,
+            V::MqttPlain,
+            MQTT,
+            READ_MQTT_PLAIN
+        ),
+        compare_case!(
+            "machnation.initial-connection.compare",
+            "MachNation 1: LwM2M ÷ MQTT",
+            S::InitialConnection
+        ),
+        scenario_case!(
+            "machnation.steady-state.lwm2m",
+            "MachNation 2: steady state (LwM2M)",
+            S::SteadyState,
+            V::Lwm2m,
+            LWM2M,
+            READ_LWM2M
+        ),
+        scenario_case!(
+            "machnation.steady-state.mqtt-aws",
+            "MachNation 2: steady state (MQTT, AWS-like)",
+            S::SteadyState,
+            V::MqttAws,
+            MQTT,
+            READ_MQTT_AWS
+        ),
+        scenario_case!(
+            "machnation.steady-state.mqtt-plain",
+            "MachNation 2: steady state (MQTT, plain)",
+            S::SteadyState,
+            V::MqttPlain,
+            MQTT,
+            READ_MQTT_PLAIN
+        ),
+        compare_case!(
+            "machnation.steady-state.compare",
+            "MachNation 2: LwM2M ÷ MQTT",
+            S::SteadyState
+        ),
+        scenario_case!(
+            "machnation.observation.lwm2m",
+            "MachNation 3: a report every 30 s (LwM2M)",
+            S::Observation,
+            V::Lwm2m,
+            LWM2M,
+            READ_LWM2M
+        ),
+        scenario_case!(
+            "machnation.observation.mqtt-aws",
+            "MachNation 3: a report every 30 s (MQTT, AWS-like)",
+            S::Observation,
+            V::MqttAws,
+            MQTT,
+            READ_MQTT_AWS
+        ),
+        scenario_case!(
+            "machnation.observation.mqtt-plain",
+            "MachNation 3: a report every 30 s (MQTT, plain)",
+            S::Observation,
+            V::MqttPlain,
+            MQTT,
+            READ_MQTT_PLAIN
+        ),
+        compare_case!(
+            "machnation.observation.compare",
+            "MachNation 3: LwM2M ÷ MQTT",
+            S::Observation
+        ),
+        scenario_case!(
+            "machnation.write.lwm2m",
+            "MachNation 4: one platform-to-device write (LwM2M)",
+            S::Write,
+            V::Lwm2m,
+            LWM2M,
+            READ_LWM2M
+        ),
+        scenario_case!(
+            "machnation.write.mqtt-aws",
+            "MachNation 4: one platform-to-device write (MQTT, AWS-like)",
+            S::Write,
+            V::MqttAws,
+            MQTT,
+            READ_MQTT_AWS
+        ),
+        scenario_case!(
+            "machnation.write.mqtt-plain",
+            "MachNation 4: one platform-to-device write (MQTT, plain)",
+            S::Write,
+            V::MqttPlain,
+            MQTT,
+            READ_MQTT_PLAIN
+        ),
+        compare_case!(
+            "machnation.write.compare",
+            "MachNation 4: LwM2M ÷ MQTT",
+            S::Write
+        ),
+        scenario_case!(
+            "machnation.ota.lwm2m",
+            "MachNation 5: OTA of 1 MiB (LwM2M)",
+            S::Ota,
+            V::Lwm2m,
+            LWM2M,
+            READ_LWM2M
+        ),
+        scenario_case!(
+            "machnation.ota.mqtt-aws",
+            "MachNation 5: OTA of 1 MiB (MQTT, AWS-like)",
+            S::Ota,
+            V::MqttAws,
+            MQTT,
+            READ_MQTT_AWS
+        ),
+        scenario_case!(
+            "machnation.ota.mqtt-plain",
+            "MachNation 5: OTA of 1 MiB (MQTT, plain)",
+            S::Ota,
+            V::MqttPlain,
+            MQTT,
+            READ_MQTT_PLAIN
+        ),
+        compare_case!(
+            "machnation.ota.compare",
+            "MachNation 5: LwM2M ÷ MQTT",
+            S::Ota
+        ),
+        scenario_case!(
+            "machnation.power-idle.lwm2m",
+            "MachNation 6: power at idle (LwM2M)",
+            S::Power(None),
+            V::Lwm2m,
+            LWM2M,
+            READ_LWM2M
+        ),
+        scenario_case!(
+            "machnation.power-idle.mqtt-aws",
+            "MachNation 6: power at idle (MQTT, AWS-like)",
+            S::Power(None),
+            V::MqttAws,
+            MQTT,
+            READ_MQTT_AWS
+        ),
+        scenario_case!(
+            "machnation.power-idle.mqtt-plain",
+            "MachNation 6: power at idle (MQTT, plain)",
+            S::Power(None),
+            V::MqttPlain,
+            MQTT,
+            READ_MQTT_PLAIN
+        ),
+        compare_case!(
+            "machnation.power-idle.compare",
+            "MachNation 6: LwM2M ÷ MQTT at idle",
+            S::Power(None)
+        ),
+        scenario_case!(
+            "machnation.power-1s.lwm2m",
+            "MachNation 6: power, 1 s reports (LwM2M)",
+            S::Power(Some(1)),
+            V::Lwm2m,
+            LWM2M,
+            READ_LWM2M
+        ),
+        scenario_case!(
+            "machnation.power-1s.mqtt-aws",
+            "MachNation 6: power, 1 s reports (MQTT, AWS-like)",
+            S::Power(Some(1)),
+            V::MqttAws,
+            MQTT,
+            READ_MQTT_AWS
+        ),
+        scenario_case!(
+            "machnation.power-1s.mqtt-plain",
+            "MachNation 6: power, 1 s reports (MQTT, plain)",
+            S::Power(Some(1)),
+            V::MqttPlain,
+            MQTT,
+            READ_MQTT_PLAIN
+        ),
+        compare_case!(
+            "machnation.power-1s.compare",
+            "MachNation 6: LwM2M ÷ MQTT, 1 s reports",
+            S::Power(Some(1))
+        ),
+        scenario_case!(
+            "machnation.power-30s.lwm2m",
+            "MachNation 6: power, 30 s reports (LwM2M)",
+            S::Power(Some(30)),
+            V::Lwm2m,
+            LWM2M,
+            READ_LWM2M
+        ),
+        scenario_case!(
+            "machnation.power-30s.mqtt-aws",
+            "MachNation 6: power, 30 s reports (MQTT, AWS-like)",
+            S::Power(Some(30)),
+            V::MqttAws,
+            MQTT,
+            READ_MQTT_AWS
+        ),
+        scenario_case!(
+            "machnation.power-30s.mqtt-plain",
+            "MachNation 6: power, 30 s reports (MQTT, plain)",
+            S::Power(Some(30)),
+            V::MqttPlain,
+            MQTT,
+            READ_MQTT_PLAIN
+        ),
+        compare_case!(
+            "machnation.power-30s.compare",
+            "MachNation 6: LwM2M ÷ MQTT, 30 s reports",
+            S::Power(Some(30))
+        ),
+        scenario_case!(
+            "machnation.power-60s.lwm2m",
+            "MachNation 6: power, 60 s reports (LwM2M)",
+            S::Power(Some(60)),
+            V::Lwm2m,
+            LWM2M,
+            READ_LWM2M
+        ),
+        scenario_case!(
+            "machnation.power-60s.mqtt-aws",
+            "MachNation 6: power, 60 s reports (MQTT, AWS-like)",
+            S::Power(Some(60)),
+            V::MqttAws,
+            MQTT,
+            READ_MQTT_AWS
+        ),
+        scenario_case!(
+            "machnation.power-60s.mqtt-plain",
+            "MachNation 6: power, 60 s reports (MQTT, plain)",
+            S::Power(Some(60)),
+            V::MqttPlain,
+            MQTT,
+            READ_MQTT_PLAIN
+        ),
+        compare_case!(
+            "machnation.power-60s.compare",
+            "MachNation 6: LwM2M ÷ MQTT, 60 s reports",
+            S::Power(Some(60))
+        ),
+    ]
+}
+
+/// The test object's string for a length: printable, deterministic.
+pub fn test_string(len: usize) -> String {
+    const PATTERN: &[u8] = b"rig-machnation-sensor-";
+    (0..len)
+        .map(|i| char::from(PATTERN[i % PATTERN.len()]))
+        .collect()
+}
+
+/// The study's payload (a string, an integer, a float, a boolean) as
+/// `DutConfig::extra` keys, identical for every variant.
+fn payload_extra(extra: &mut BTreeMap<String, String>, string_len: usize) {
+    extra.insert("test_string".into(), test_string(string_len));
+    extra.insert("test_int".into(), "42".into());
+    extra.insert("test_float".into(), "21.5".into());
+    extra.insert("test_bool".into(), "true".into());
+}
+
+/// The report period of the observation scenario (suite parameter
+/// `report_period_s`, default [`REPORT_PERIOD_S`]; tests shorten it to
+/// compare time scales), in seconds at time scale 1.
+fn report_period(cx: &CaseContext) -> Result<u32, CaseFailure> {
+    let p: u32 = cx.param("report_period_s", REPORT_PERIOD_S)?;
+    if p == 0 {
+        return Err(CaseFailure::infra(format!(
+            "{}: params.report_period_s must be at least 1",
+            cx.params_source
+        )));
+    }
+    Ok(p)
+}
+
+/// The window of a scenario at the context's time scale (real time). The
+/// observation window holds ten reports plus half a period.
+fn window(cx: &CaseContext, s: Scenario) -> Result<Duration, CaseFailure> {
+    let study = match s {
+        Scenario::Observation => {
+            let p = u64::from(report_period(cx)?);
+            Duration::from_secs(10 * p) + Duration::from_millis(500 * p)
+        }
+        _ => s.window() + s.guard(),
+    };
+    let w = cx.scaled(study);
+    Ok(match s {
+        Scenario::InitialConnection | Scenario::Write | Scenario::Ota => w.max(MIN_WINDOW),
+        _ => w,
+    })
+}
+
+/// A bridge call, as a case failure naming it.
+fn net<T>(what: &str, r: Result<T, rig_net::NetError>) -> Result<T, CaseFailure> {
+    r.map_err(|e| CaseFailure::infra(format!("bridge: {what}: {e}")))
+}
+
+/// The figures of a window, counted the study's way.
+pub fn figures(acc: &Accounting) -> Figures {
+    const PLATFORM: [ProtoClass; 3] = [ProtoClass::Coap, ProtoClass::Mqtt, ProtoClass::Http];
+    let count = |dir: Direction| {
+        let d = acc.dir(dir);
+        PLATFORM.iter().fold((0u64, 0u64), |(p, b), c| {
+            let k = d.class(*c);
+            (p + k.packets, b + k.l2_bytes)
+        })
+    };
+    let (pu, bu) = count(Direction::Up);
+    let (pd, bd) = count(Direction::Down);
+    let mut f = Figures::new();
+    f.insert("machnation.bytes".into(), (bu + bd) as f64);
+    f.insert("machnation.packets".into(), (pu + pd) as f64);
+    f.insert("machnation.bytes.up".into(), bu as f64);
+    f.insert("machnation.bytes.down".into(), bd as f64);
+    f.insert("machnation.packets.up".into(), pu as f64);
+    f.insert("machnation.packets.down".into(), pd as f64);
+    f.insert(
+        "machnation.avg_packet_len".into(),
+        if pu + pd == 0 {
+            0.0
+        } else {
+            (bu + bd) as f64 / (pu + pd) as f64
+        },
+    );
+    f.insert("machnation.burstiness".into(), burstiness(acc));
+    f.insert("machnation.window_s".into(), acc.duration().as_secs_f64());
+    f
+}
+
+/// Peak ÷ mean of the L2 bytes per 100 ms, both directions together, over
+/// the whole window (0 when nothing was sent).
+fn burstiness(acc: &Accounting) -> f64 {
+    let up = &acc.dir(Direction::Up).bins;
+    let down = &acc.dir(Direction::Down).bins;
+    let nbins = (acc
+        .duration()
+        .as_nanos()
+        .div_ceil(rig_net::account::BIN.as_nanos()) as usize)
+        .max(up.len())
+        .max(down.len())
+        .max(1);
+    let sum: Vec<u64> = (0..nbins)
+        .map(|i| up.get(i).copied().unwrap_or(0) + down.get(i).copied().unwrap_or(0))
+        .collect();
+    let total: u64 = sum.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let peak = sum.iter().copied().max().unwrap_or(0);
+    peak as f64 / (total as f64 / nbins as f64)
+}
+
+/// Records `figures` as measurements with the suite's `limits` applied.
+fn record(cx: &mut CaseContext, figures: &Figures, defaults: &[(&str, f64, f64)]) -> CaseResult {
+    let limits: BTreeMap<String, [f64; 2]> = cx.param("limits", BTreeMap::new())?;
+    for (name, value) in figures {
+        let unit = if name.contains("packets") {
+            "packets"
+        } else if name.starts_with("ratio.") || name.ends_with("burstiness") {
+            "ratio"
+        } else if name.ends_with("_s") {
+            "s"
+        } else if name.ends_with("energy_wh") {
+            "Wh"
+        } else if name.ends_with("energy_mj") {
+            "mJ"
+        } else if name.ends_with(".reports") {
+            "reports"
+        } else {
+            "B"
+        };
+        cx.measure(name.clone(), unit, *value);
+        let range = limits.get(name).copied().or_else(|| {
+            defaults
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, lo, hi)| [*lo, *hi])
+        });
+        if let (Some([low, high]), Some(m)) = (range, cx.measurements.last_mut()) {
+            m.limits = Some(Limits {
+                low: Some(low),
+                high: Some(high),
+                marginal_low: None,
+                marginal_high: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The link profile the suite asks for, set on the bridge; `None` for the bench's own.
+fn set_link(cx: &CaseContext, bridge: &BridgeControl) -> Result<Option<String>, CaseFailure> {
+    let link: String = cx.param("link", "ethernet".to_string())?;
+    if link == "ethernet" || link.is_empty() {
+        return Ok(None);
+    }
+    let profile = rig_net::Profile::builtin(&link).map_err(|e| {
+        CaseFailure::infra(format!("{}: params.link = {link:?}: {e}", cx.params_source))
+    })?;
+    net(
+        "set_link",
+        bridge.set_link(&profile.bridge.up, &profile.bridge.down),
+    )?;
+    cx.step(format!("link profile {link}: {}", profile.description));
+    Ok(Some(link))
+}
+
+async fn scenario_body(cx: &mut CaseContext, scenario: Scenario, variant: Variant) -> CaseResult {
+    let key = run_key(cx);
+    match scenario {
+        Scenario::Ota => {
+            return Err(CaseFailure::not_applicable(
+                "the reference agent's firmware update (Object 5 pull over CoAP Block2 / HTTPS, \
+                 MQTT Jobs + HTTPS) has not landed in this build; the OTA scenario needs it",
+            ));
+        }
+        Scenario::Power(_) => {
+            return Err(CaseFailure::not_applicable(
+                "energy per window needs the power model (cx.power windows over the simulated \
+                 INA219), which has not landed in this build",
+            ));
+        }
+        _ => {}
+    }
+    let bridge = cx
+        .net
+        .require_bridge("the study's byte accounting")?
+        .clone();
+    let link = set_link(cx, &bridge)?;
+    let outcome = match variant {
+        Variant::Lwm2m => lwm2m_scenario(cx, &bridge, scenario).await,
+        Variant::MqttAws | Variant::MqttPlain => {
+            mqtt_scenario(cx, &bridge, scenario, variant).await
+        }
+    };
+    let _ = cx.dut.stop().await;
+    if link.is_some() {
+        let none = rig_net::DirectionConfig::default();
+        net("restore the link", bridge.set_link(&none, &none))?;
+    }
+    let (figures, note) = outcome?;
+    remember(&key, scenario, variant, figures.clone());
+    record(cx, &figures, &default_limits(scenario, variant))?;
+    cx.step(format!(
+        "{} {}: {} B in {} packets{}",
+        scenario.name(),
+        variant.name(),
+        figures["machnation.bytes"],
+        figures["machnation.packets"],
+        note.map(|n| format!(" ({n})")).unwrap_or_default()
+    ));
+    Ok(())
+}
+
+/// No limits by default on the scenario cases: the calibration limits are
+/// in `suites/machnation.toml` (they hold on the simulated Ethernet link only).
+fn default_limits(_s: Scenario, _v: Variant) -> Vec<(&'static str, f64, f64)> {
+    Vec::new()
+}
+
+/// An open accounting window.
+struct Window {
+    name: String,
+    end: tokio::time::Instant,
+}
+
+/// Opens the scenario's window on the bridge.
+fn open(
+    cx: &CaseContext,
+    bridge: &BridgeControl,
+    scenario: Scenario,
+) -> Result<Window, CaseFailure> {
+    let name = format!("machnation.{}", scenario.name());
+    let len = window(cx, scenario)?;
+    cx.step(format!(
+        "window {name}: {:.1} s (study: {} s)",
+        len.as_secs_f64(),
+        scenario.window().as_secs()
+    ));
+    net("begin_window", bridge.begin_window(&name))?;
+    Ok(Window {
+        name,
+        end: tokio::time::Instant::now() + len,
+    })
+}
+
+/// Waits out the rest of the window, closes it, and returns its counts if
+/// what ran inside succeeded.
+async fn close(
+    bridge: &BridgeControl,
+    w: Window,
+    inside: CaseResult,
+) -> Result<Accounting, CaseFailure> {
+    if inside.is_ok() {
+        tokio::time::sleep_until(w.end).await;
+    }
+    let acc = net("end_window", bridge.end_window(&w.name))?;
+    inside.map(|()| acc)
+}
+
+// ---------------------------------------------------------------- LwM2M
+
+async fn lwm2m_scenario(
+    cx: &mut CaseContext,
+    bridge: &BridgeControl,
+    scenario: Scenario,
+) -> Result<(Figures, Option<String>), CaseFailure> {
+    let security: String = cx.param("lwm2m_security", "x509".to_string())?;
+    let encoding: String = cx.param("encoding", "tlv".to_string())?;
+    let accept = match encoding.as_str() {
+        "tlv" => ContentFormat::Tlv,
+        "senml-cbor" => ContentFormat::SenmlCbor,
+        other => {
+            return Err(CaseFailure::infra(format!(
+                "{}: params.encoding = {other:?}: expected \"tlv\" or \"senml-cbor\"",
+                cx.params_source
+            )));
+        }
+    };
+    let queue: bool = cx.param("queue_mode", false)?;
+    let string_len: usize = cx.param("string_len", STRING_LEN)?;
+    let mut config = cx.server.config().clone();
+    config.location_len = LOCATION_LEN;
+    config.time_scale = cx.time_scale;
+    let (server, endpoint, mut extra, note) = match security.as_str() {
+        "x509" => {
+            let spec = cx.security.credentials.clone().ok_or_else(|| {
+                CaseFailure::not_applicable(
+                    "LwM2M over DTLS with certificates needs the bench's [security] credentials",
+                )
+            })?;
+            let setup = start::secure_setup(
+                &spec,
+                crate::case::SecurityMode::X509,
+                &[CipherSuite::ECDHE_ECDSA_AES_128_CCM_8],
+                ServerCert::Normal,
+                &cx.endpoint,
+            )
+            .map_err(|e| CaseFailure::infra(format!("x509: [security]: {e}")))?;
+            let port = if cx.net.is_simulated() { 5684 } else { 0 };
+            let socket = bind_udp_retry(cx, port).await?;
+            let server = Lwm2mServer::from_std_secure(socket, config, setup.dtls).map_err(|e| {
+                CaseFailure::infra(format!("cannot start the coaps:// server: {e}"))
+            })?;
+            (server, setup.endpoint, setup.extra, None)
+        }
+        "nosec" => {
+            let port = if cx.net.is_simulated() { 5783 } else { 0 };
+            let socket = bind_udp_retry(cx, port).await?;
+            let server = Lwm2mServer::from_std(socket, config)
+                .map_err(|e| CaseFailure::infra(format!("cannot start the coap:// server: {e}")))?;
+            let mut extra = BTreeMap::new();
+            extra.insert("security".to_string(), "nosec".to_string());
+            (
+                server,
+                cx.endpoint.clone(),
+                extra,
+                Some("NoSec: no DTLS record overhead, unlike the study".to_string()),
+            )
+        }
+        other => {
+            return Err(CaseFailure::infra(format!(
+                "{}: params.lwm2m_security = {other:?}: expected \"x509\" or \"nosec\"",
+                cx.params_source
+            )));
+        }
+    };
+    payload_extra(&mut extra, string_len);
+    let cfg = DutConfig {
+        endpoint: endpoint.clone(),
+        server_uri: server.uri(),
+        ssid: 1,
+        lifetime_s: LIFETIME_S,
+        binding: if queue { "UQ" } else { "U" }.to_string(),
+        default_pmin_s: None,
+        // pmin = pmax = 30 in the study; the agent (TS §5.1.2) ignores a pmax
+        // not above pmin, so pmax alone gives the same report every 30 s.
+        default_pmax_s: if scenario == Scenario::Observation {
+            Some(report_period(cx)?)
+        } else {
+            None
+        },
+        time_scale: cx.time_scale,
+        extra,
+    };
+    let result = lwm2m_windows(cx, bridge, scenario, &server, &endpoint, &cfg, accept).await;
+    let _ = cx.dut.stop().await;
+    server.shutdown();
+    result.map(|f| (f, note))
+}
+
+/// Binds a UDP socket where the services live, retrying a busy port for up
+/// to 2 s (a previous case's server may still be closing).
+async fn bind_udp_retry(cx: &CaseContext, port: u16) -> Result<std::net::UdpSocket, CaseFailure> {
+    let mut last = None;
+    for _ in 0..20 {
+        match cx.net.bind_udp(port) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(CaseFailure::infra(format!(
+        "cannot bind UDP port {port} at {}: {}",
+        cx.net.services_ip(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+async fn bind_tcp_retry(cx: &CaseContext, port: u16) -> Result<std::net::TcpListener, CaseFailure> {
+    let mut last = None;
+    for _ in 0..20 {
+        match cx.net.bind_tcp(port) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(CaseFailure::infra(format!(
+        "cannot bind TCP port {port} at {}: {}",
+        cx.net.services_ip(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+async fn start_lwm2m(
+    cx: &mut CaseContext,
+    server: &Lwm2mServer,
+    endpoint: &str,
+    cfg: &DutConfig,
+) -> CaseResult {
+    let mut events = server.events();
+    cx.dut
+        .start(cfg)
+        .await
+        .map_err(|e| CaseFailure::infra(format!("could not start the DUT: {e}")))?;
+    let wait = prompt_wait(cx, REGISTER_WAIT);
+    let ep = endpoint.to_string();
+    match lwm2m::wait_for(&mut events, wait, |e| match e {
+        ServerEvent::Registered { endpoint, .. } => *endpoint == ep,
+        ServerEvent::HandshakeFailed { reason, .. } => reason != "timed_out",
+        _ => false,
+    })
+    .await
+    {
+        Some(ServerEvent::Registered { .. }) => Ok(()),
+        Some(ServerEvent::HandshakeFailed {
+            reason, message, ..
+        }) => Err(CaseFailure::fail(format!(
+            "the server refused the DUT's DTLS handshake ({reason}): {message}"
+        ))),
+        _ => Err(CaseFailure::inconclusive(format!(
+            "no Register from `{endpoint}` within {:.1} s; last console lines:\n{}",
+            wait.as_secs_f64(),
+            cx.dut.console().tail(5)
+        ))),
+    }
+}
+
+fn count_notifications(events: &mut broadcast::Receiver<ServerEvent>, endpoint: &str) -> u64 {
+    let mut n = 0;
+    for _ in 0..100_000 {
+        match events.try_recv() {
+            Ok(ServerEvent::Notification { endpoint: ep, .. }) if ep == endpoint => n += 1,
+            Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+/// A moment for the last exchange's delayed ACKs and retransmission-free
+/// quiet before a window opens.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+async fn lwm2m_windows(
+    cx: &mut CaseContext,
+    bridge: &BridgeControl,
+    scenario: Scenario,
+    server: &Lwm2mServer,
+    endpoint: &str,
+    cfg: &DutConfig,
+    accept: ContentFormat,
+) -> Result<Figures, CaseFailure> {
+    let obj = ObjectPath::parse("/33333/0")
+        .map_err(|e| CaseFailure::infra(format!("path /33333/0: {e:?}")))?;
+    let res = ObjectPath::parse("/33333/0/1")
+        .map_err(|e| CaseFailure::infra(format!("path /33333/0/1: {e:?}")))?;
+    let object = ObjectPath::parse("/33333")
+        .map_err(|e| CaseFailure::infra(format!("path /33333: {e:?}")))?;
+    let op = |what: &str, e: rig_services::OpError| CaseFailure::fail(format!("{what}: {e}"));
+    match scenario {
+        Scenario::InitialConnection => {
+            // The study: registration, object discovery and an initial report
+            // of the custom object.
+            let w = open(cx, bridge, scenario)?;
+            let inside = async {
+                start_lwm2m(cx, server, endpoint, cfg).await?;
+                let d = server
+                    .discover(endpoint, &object)
+                    .await
+                    .map_err(|e| op("Discover /33333", e))?;
+                if !d.code.is_success() {
+                    return Err(CaseFailure::fail(format!(
+                        "Discover /33333 answered {}",
+                        d.code
+                    )));
+                }
+                let r = server
+                    .observe(endpoint, &obj, Some(accept))
+                    .await
+                    .map_err(|e| op("Observe /33333/0", e))?;
+                if !r.code.is_success() {
+                    return Err(CaseFailure::fail(format!(
+                        "Observe /33333/0 answered {}",
+                        r.code
+                    )));
+                }
+                Ok::<(), CaseFailure>(())
+            }
+            .await;
+            let acc = close(bridge, w, inside).await?;
+            Ok(figures(&acc))
+        }
+        Scenario::SteadyState => {
+            start_lwm2m(cx, server, endpoint, cfg).await?;
+            tokio::time::sleep(SETTLE).await;
+            let mut events = server.events();
+            let w = open(cx, bridge, scenario)?;
+            let acc = close(bridge, w, Ok(())).await?;
+            let mut f = figures(&acc);
+            let mut updates = 0u64;
+            for _ in 0..100_000 {
+                match events.try_recv() {
+                    Ok(ServerEvent::Updated { endpoint: ep, .. }) if ep == endpoint => updates += 1,
+                    Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+            f.insert("machnation.updates".into(), updates as f64);
+            Ok(f)
+        }
+        Scenario::Observation => {
+            start_lwm2m(cx, server, endpoint, cfg).await?;
+            let mut events = server.events();
+            let r = server
+                .observe(endpoint, &obj, Some(accept))
+                .await
+                .map_err(|e| op("Observe /33333/0", e))?;
+            if r.observation.is_none() {
+                return Err(CaseFailure::fail(format!(
+                    "Observe /33333/0 established no observation (answer {})",
+                    r.code
+                )));
+            }
+            let w = open(cx, bridge, scenario)?;
+            let acc = close(bridge, w, Ok(())).await?;
+            let n = count_notifications(&mut events, endpoint);
+            let mut f = figures(&acc);
+            per_report(&mut f, n);
+            Ok(f)
+        }
+        Scenario::Write => {
+            start_lwm2m(cx, server, endpoint, cfg).await?;
+            tokio::time::sleep(SETTLE).await;
+            let w = open(cx, bridge, scenario)?;
+            let inside = async {
+                let r = server
+                    .write(endpoint, &res, ContentFormat::Text, b"7".to_vec())
+                    .await
+                    .map_err(|e| op("Write /33333/0/1", e))?;
+                if r.code != lwm2m::Code::CHANGED {
+                    return Err(CaseFailure::fail(format!(
+                        "Write /33333/0/1 = 7 answered {}, expected 2.04",
+                        r.code
+                    )));
+                }
+                Ok::<(), CaseFailure>(())
+            }
+            .await;
+            let acc = close(bridge, w, inside).await?;
+            Ok(figures(&acc))
+        }
+        Scenario::Ota | Scenario::Power(_) => Err(CaseFailure::not_applicable("not measured")),
+    }
+}
+
+/// Adds the per-report figures of a window holding `n` reports.
+fn per_report(f: &mut Figures, n: u64) {
+    f.insert("machnation.reports".into(), n as f64);
+    if n > 0 {
+        let b = f["machnation.bytes"] / n as f64;
+        let p = f["machnation.packets"] / n as f64;
+        f.insert("machnation.per_report.bytes".into(), b);
+        f.insert("machnation.per_report.packets".into(), p);
+    }
+}
+
+// ---------------------------------------------------------------- MQTT
+
+struct MqttSide {
+    _pki_dir: tempfile::TempDir,
+    broker: Broker,
+    platform: Platform,
+    thing: String,
+}
+
+async fn mqtt_up(
+    cx: &mut CaseContext,
+    variant: Variant,
+) -> Result<(MqttSide, BTreeMap<String, String>), CaseFailure> {
+    let broker_name: String = cx.param("broker", "rumqttd".to_string())?;
+    let kind = match broker_name.as_str() {
+        "rumqttd" | "embedded" => BrokerKind::Embedded,
+        "mosquitto" => BrokerKind::Mosquitto,
+        other => {
+            return Err(CaseFailure::infra(format!(
+                "{}: params.broker = {other:?}: expected \"rumqttd\" or \"mosquitto\"",
+                cx.params_source
+            )));
+        }
+    };
+    let thing = cx.endpoint.clone();
+    let dir = tempfile::Builder::new()
+        .prefix("rig-machnation-pki-")
+        .tempdir()
+        .map_err(|e| CaseFailure::infra(format!("temp dir for the MQTT PKI: {e}")))?;
+    let profile = match variant {
+        Variant::MqttAws => PkiProfile::AwsLike,
+        _ => PkiProfile::Protocol,
+    };
+    let ip = cx.net.services_ip().to_string();
+    let thing2 = thing.clone();
+    let path = dir.path().to_path_buf();
+    // RSA key generation takes a moment: off the async threads.
+    let pki = tokio::task::spawn_blocking(move || {
+        TestPki::generate_for(&path, profile, &[thing2.as_str(), "rig-platform"], &[ip])
+    })
+    .await
+    .map_err(|e| CaseFailure::infra(format!("PKI thread: {e}")))?
+    .map_err(|e| CaseFailure::infra(format!("MQTT PKI: {e}")))?;
+    let port = if cx.net.is_simulated() { 8883 } else { 0 };
+    let listener = bind_tcp_retry(cx, port).await?;
+    let broker = Broker::start_on(BrokerConfig::new(kind, pki.broker_tls()), listener)
+        .await
+        .map_err(|e| CaseFailure::infra(format!("MQTT broker ({broker_name}): {e}")))?;
+    let platform_creds = pki
+        .client("rig-platform")
+        .ok_or_else(|| CaseFailure::infra("no platform credentials in the PKI"))?;
+    let mut pcfg = PlatformConfig::new(
+        broker.local_connect_addr(),
+        ClientTls::new(pki.ca_pem(), platform_creds),
+    );
+    pcfg.aws_root = broker.aws_topic_root().to_string();
+    let platform = Platform::start(pcfg)
+        .await
+        .map_err(|e| CaseFailure::infra(format!("platform emulator: {e}")))?;
+    let creds = pki
+        .client(&thing)
+        .ok_or_else(|| CaseFailure::infra("no device credentials in the PKI"))?;
+    let mut extra = BTreeMap::new();
+    extra.insert(
+        "mqtt".to_string(),
+        format!(
+            "mqtts://{}:{}",
+            cx.net.services_ip(),
+            broker.local_addr().port()
+        ),
+    );
+    extra.insert(
+        "mqtt_variant".to_string(),
+        match variant {
+            Variant::MqttPlain => "plain",
+            _ => "aws",
+        }
+        .to_string(),
+    );
+    extra.insert(
+        "mqtt_topic_root".to_string(),
+        broker.aws_topic_root().to_string(),
+    );
+    extra.insert(
+        "mqtt_cert".to_string(),
+        creds.cert_path.display().to_string(),
+    );
+    extra.insert("mqtt_key".to_string(), creds.key_path.display().to_string());
+    extra.insert("mqtt_ca".to_string(), pki.ca_path().display().to_string());
+    cx.step(format!(
+        "MQTT: {} broker at {}, PKI {:?}",
+        kind.name(),
+        broker.local_addr(),
+        profile
+    ));
+    Ok((
+        MqttSide {
+            _pki_dir: dir,
+            broker,
+            platform,
+            thing,
+        },
+        extra,
+    ))
+}
+
+async fn mqtt_scenario(
+    cx: &mut CaseContext,
+    bridge: &BridgeControl,
+    scenario: Scenario,
+    variant: Variant,
+) -> Result<(Figures, Option<String>), CaseFailure> {
+    let string_len: usize = cx.param("string_len", STRING_LEN)?;
+    let (side, mut extra) = mqtt_up(cx, variant).await?;
+    payload_extra(&mut extra, string_len);
+    match scenario {
+        Scenario::Observation => {
+            extra.insert("report_every".into(), report_period(cx)?.to_string());
+        }
+        Scenario::InitialConnection => {
+            extra.insert("report_on_connect".into(), "true".into());
+        }
+        _ => {}
+    }
+    let cfg = DutConfig {
+        endpoint: side.thing.clone(),
+        server_uri: cx.server.uri(),
+        ssid: 1,
+        lifetime_s: LIFETIME_S,
+        binding: "U".into(),
+        default_pmin_s: None,
+        default_pmax_s: None,
+        time_scale: cx.time_scale,
+        extra,
+    };
+    let result = mqtt_windows(cx, bridge, scenario, variant, &side, &cfg).await;
+    let _ = cx.dut.stop().await;
+    let MqttSide {
+        platform, broker, ..
+    } = side;
+    platform.shutdown().await;
+    broker.shutdown().await;
+    let note = (variant == Variant::MqttAws).then(|| {
+        "AWS-like chain and RSA-2048 keys; on rumqttd the AWS topics are one byte shorter (aws/)"
+            .to_string()
+    });
+    result.map(|f| (f, note))
+}
+
+async fn start_mqtt(cx: &mut CaseContext, cfg: &DutConfig) -> CaseResult {
+    cx.dut
+        .start(cfg)
+        .await
+        .map_err(|e| CaseFailure::infra(format!("could not start the DUT: {e}")))?;
+    let wait = prompt_wait(cx, REGISTER_WAIT).max(MIN_PROMPT_WAIT);
+    cx.dut
+        .expect_console("subscribed", wait)
+        .await
+        .map(drop)
+        .map_err(|e| {
+            CaseFailure::inconclusive(format!(
+                "the DUT did not connect and subscribe within {:.1} s: {e}; last console lines:\n{}",
+                wait.as_secs_f64(),
+                cx.dut.console().tail(5)
+            ))
+        })
+}
+
+async fn mqtt_windows(
+    cx: &mut CaseContext,
+    bridge: &BridgeControl,
+    scenario: Scenario,
+    variant: Variant,
+    side: &MqttSide,
+    cfg: &DutConfig,
+) -> Result<Figures, CaseFailure> {
+    match scenario {
+        Scenario::InitialConnection => {
+            let w = open(cx, bridge, scenario)?;
+            let inside = async {
+                start_mqtt(cx, cfg).await?;
+                let wait = prompt_wait(cx, Duration::from_secs(10));
+                let line = if variant == Variant::MqttAws {
+                    "accepted"
+                } else {
+                    "reported"
+                };
+                cx.dut
+                    .expect_console(line, wait)
+                    .await
+                    .map(drop)
+                    .map_err(|e| {
+                        CaseFailure::fail(format!("no `{line}` after the first report: {e}"))
+                    })
+            }
+            .await;
+            let acc = close(bridge, w, inside).await?;
+            Ok(figures(&acc))
+        }
+        Scenario::SteadyState => {
+            start_mqtt(cx, cfg).await?;
+            tokio::time::sleep(SETTLE).await;
+            let w = open(cx, bridge, scenario)?;
+            let acc = close(bridge, w, Ok(())).await?;
+            Ok(figures(&acc))
+        }
+        Scenario::Observation => {
+            start_mqtt(cx, cfg).await?;
+            let mark = cx.dut.console().mark();
+            let w = open(cx, bridge, scenario)?;
+            let acc = close(bridge, w, Ok(())).await?;
+            let n = cx
+                .dut
+                .console()
+                .since(mark)
+                .lines()
+                .filter(|l| l.contains("reported "))
+                .count() as u64;
+            let mut f = figures(&acc);
+            per_report(&mut f, n);
+            Ok(f)
+        }
+        Scenario::Write => {
+            start_mqtt(cx, cfg).await?;
+            tokio::time::sleep(SETTLE).await;
+            let thing = side.thing.clone();
+            let w = open(cx, bridge, scenario)?;
+            let inside = async {
+                side.platform
+                    .publish_command(&thing, "33333/0/1", b"7", QoS::AtMostOnce)
+                    .map_err(|e| CaseFailure::infra(format!("platform publish: {e}")))?;
+                let wait = prompt_wait(cx, Duration::from_secs(10));
+                cx.dut
+                    .expect_console("written /33333/0/1 7", wait)
+                    .await
+                    .map(drop)
+                    .map_err(|e| CaseFailure::fail(format!("the DUT did not apply the write: {e}")))
+            }
+            .await;
+            let acc = close(bridge, w, inside).await?;
+            Ok(figures(&acc))
+        }
+        Scenario::Ota | Scenario::Power(_) => Err(CaseFailure::not_applicable("not measured")),
+    }
+}
+
+// ---------------------------------------------------------------- compare
+
+/// Default high limits of the ratios (LwM2M ÷ MQTT) per scenario and MQTT
+/// variant: the study's direction with a margin (study: initial connection
+/// 0.28, steady state 0.69, observation 0.12 of the bytes, write 0.83; OTA
+/// 1.04; energy 0.76). The plain variant shares LwM2M's certificates, so
+/// its handshakes are alike: looser bounds there.
+fn compare_defaults(s: Scenario, mqtt: &str) -> Vec<(String, f64)> {
+    let aws = mqtt == "mqtt-aws";
+    let (bytes, packets) = match s {
+        Scenario::InitialConnection => (if aws { 0.6 } else { 1.3 }, if aws { 0.7 } else { 1.3 }),
+        Scenario::SteadyState => (0.9, 0.9),
+        Scenario::Observation => (if aws { 0.3 } else { 1.0 }, if aws { 0.6 } else { 1.0 }),
+        Scenario::Write => (1.0, 1.0),
+        Scenario::Ota => (1.2, 1.5),
+        Scenario::Power(_) => (1.0, 1.0),
+    };
+    vec![
+        (format!("ratio.bytes.{mqtt}"), bytes),
+        (format!("ratio.packets.{mqtt}"), packets),
+        (format!("ratio.energy.{mqtt}"), 1.0),
+    ]
+}
+
+async fn compare_body(cx: &mut CaseContext, scenario: Scenario) -> CaseResult {
+    let key = run_key(cx);
+    let Some(lw) = recall(&key, scenario, "lwm2m") else {
+        return Err(CaseFailure::not_applicable(format!(
+            "no figures of machnation.{}.lwm2m earlier in this run (select it before the compare case)",
+            scenario.name()
+        )));
+    };
+    let mut ratios = Figures::new();
+    let mut defaults: Vec<(String, f64)> = Vec::new();
+    for mqtt in ["mqtt-aws", "mqtt-plain"] {
+        let Some(m) = recall(&key, scenario, mqtt) else {
+            continue;
+        };
+        for (metric, name) in [
+            ("bytes", "machnation.bytes"),
+            ("packets", "machnation.packets"),
+            ("energy", "power.energy_wh"),
+        ] {
+            if let (Some(a), Some(b)) = (lw.get(name), m.get(name))
+                && *b > 0.0
+            {
+                ratios.insert(format!("ratio.{metric}.{mqtt}"), a / b);
+            }
+        }
+        defaults.extend(compare_defaults(scenario, mqtt));
+    }
+    if ratios.is_empty() {
+        return Err(CaseFailure::not_applicable(format!(
+            "no MQTT figures of machnation.{}.* earlier in this run to compare with",
+            scenario.name()
+        )));
+    }
+    let d: Vec<(&str, f64, f64)> = defaults
+        .iter()
+        .map(|(n, hi)| (n.as_str(), 0.0, *hi))
+        .collect();
+    record(cx, &ratios, &d)?;
+    let summary: Vec<String> = ratios
+        .iter()
+        .map(|(k, v)| format!("{k} = {v:.3}"))
+        .collect();
+    cx.step(summary.join(", "));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_and_variant_has_a_case_and_compares_come_after_their_variants() {
+        let cases = cases();
+        let ids: Vec<&str> = cases.iter().map(|c| c.meta.id).collect();
+        for s in Scenario::ALL {
+            let mut last = 0;
+            for v in Variant::ALL {
+                let id = format!("machnation.{}.{}", s.name(), v.name());
+                let pos = ids
+                    .iter()
+                    .position(|i| *i == id)
+                    .unwrap_or_else(|| panic!("{id}"));
+                last = last.max(pos);
+            }
+            let cmp = format!("machnation.{}.compare", s.name());
+            let pos = ids.iter().position(|i| *i == cmp).unwrap();
+            assert!(pos > last, "{cmp} must come after its variants");
+        }
+        assert_eq!(ids.len(), 36);
+    }
+
+    #[test]
+    fn figures_count_only_platform_classes_as_whole_frames() {
+        // An ARP request (Other), a DTLS record to 5684 (CoAP class) and the reply.
+        let mut acc = Accounting::new(Duration::ZERO);
+        let mut arp = vec![0xffu8; 6];
+        arp.extend([2, 0, 0, 0, 0, 2, 0x08, 0x06]);
+        arp.extend([0u8; 28]);
+        acc.add(Duration::from_millis(1), Direction::Up, &arp);
+        let udp = |src: u16, dst: u16, payload: usize| {
+            let mut f = vec![0u8; 12];
+            f.extend([0x08, 0x00]);
+            let total = 20 + 8 + payload;
+            let mut ip = vec![
+                0x45,
+                0,
+                (total >> 8) as u8,
+                total as u8,
+                0,
+                0,
+                0,
+                0,
+                64,
+                17,
+                0,
+                0,
+            ];
+            ip.extend([10, 77, 0, 2, 10, 77, 0, 1]);
+            f.extend(ip);
+            let ulen = 8 + payload;
+            f.extend([
+                (src >> 8) as u8,
+                src as u8,
+                (dst >> 8) as u8,
+                dst as u8,
+                (ulen >> 8) as u8,
+                ulen as u8,
+                0,
+                0,
+            ]);
+            f.extend(vec![0u8; payload]);
+            f
+        };
+        acc.add(
+            Duration::from_millis(2),
+            Direction::Up,
+            &udp(40000, 5684, 53),
+        );
+        acc.add(
+            Duration::from_millis(3),
+            Direction::Down,
+            &udp(5684, 40000, 41),
+        );
+        acc.finish(Duration::from_secs(1));
+        let f = figures(&acc);
+        assert_eq!(f["machnation.packets"], 2.0);
+        assert_eq!(f["machnation.bytes.up"], 95.0);
+        assert_eq!(f["machnation.bytes.down"], 83.0);
+        assert_eq!(f["machnation.bytes"], 178.0);
+        assert_eq!(f["machnation.avg_packet_len"], 89.0);
+        // Both frames in one 100 ms bin of ten: peak / mean = 10.
+        assert!((f["machnation.burstiness"] - 10.0).abs() < 1e-9, "{f:?}");
+    }
+
+    #[test]
+    fn the_test_string_has_the_asked_length_and_is_printable() {
+        let s = test_string(STRING_LEN);
+        assert_eq!(s.len(), STRING_LEN);
+        assert!(s.bytes().all(|b| b.is_ascii_graphic()));
+        assert_eq!(test_string(0), "");
+    }
+
+    #[test]
+    fn windows_follow_the_study_with_a_guard_and_a_floor() {
+        assert_eq!(Scenario::SteadyState.window(), Duration::from_secs(600));
+        assert_eq!(Scenario::Observation.guard(), Duration::from_secs(15));
+        for s in Scenario::ALL {
+            assert!(timeout_for(s) > s.window() + s.guard());
+        }
+    }
+
+    #[test]
+    fn compare_defaults_follow_the_study_direction() {
+        for s in Scenario::ALL {
+            for (name, hi) in compare_defaults(s, "mqtt-aws") {
+                assert!(hi > 0.0 && hi <= 1.5, "{name}");
+            }
+        }
+        let d = compare_defaults(Scenario::Observation, "mqtt-aws");
+        assert_eq!(d[0], ("ratio.bytes.mqtt-aws".to_string(), 0.3));
+    }
+}
