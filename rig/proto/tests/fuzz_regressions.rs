@@ -298,3 +298,85 @@ fn send_request_refuses_what_cannot_fit_with_block_options() {
         other => panic!("{other:?}"),
     }
 }
+
+/// coap_endpoint_ops, 2026-11-28 (2.07 M campaign, input
+/// `fixtures/corpus/coap_endpoint_ops/regression-queue-stalled`): with NSTART
+/// reached, a streamed Block2 request queued itself for its next block; the
+/// block it already had came again (a notification, new message id) and
+/// failed the transfer while it sat in the NSTART queue, and its id stayed
+/// there. When its turn came the
+/// endpoint popped the dead id and started nothing, so every request queued
+/// behind it waited forever ("request never ended"). Ended requests now
+/// leave the queue, and a stale id is skipped.
+#[test]
+fn a_request_that_fails_while_queued_does_not_stall_the_nstart_queue() {
+    use rig_proto::coap::message::{self, request, response};
+    use rig_proto::coap::{
+        Block2Mode, Config, Endpoint, Event, Method, RequestOptions, ResponseCode,
+    };
+    use rig_proto::time::Instant;
+    use std::net::SocketAddr;
+
+    let c_addr: SocketAddr = "10.0.0.2:5683".parse().unwrap();
+    let s_addr: SocketAddr = "10.0.0.1:5683".parse().unwrap();
+    let cfg = Config {
+        nstart: 1,
+        preferred_block_size: 16,
+        ..Config::default()
+    };
+    let mut client = Endpoint::new(cfg.clone(), 1);
+    let mut server = Endpoint::new(cfg, 2);
+    let now = Instant::ZERO;
+    let path = |t: &rig_proto::coap::Transmit| {
+        let p = message::parse(&t.payload).unwrap();
+        p.get_option(rig_proto::coap::CoapOption::UriPath)
+            .map(|v| v.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join("/"))
+            .unwrap_or_default()
+    };
+    // Answers the one request the server has pending with `body`.
+    let answer = |client: &mut Endpoint, server: &mut Endpoint, body: usize| {
+        let t = client.poll_transmit().expect("a request went out");
+        server.handle_datagram(now, c_addr, &t.payload);
+        let Some(Event::Request { id, .. }) = server.poll_event() else {
+            panic!("server got no request for {}", path(&t))
+        };
+        let mut r = response(ResponseCode::Content);
+        r.payload = vec![0x5a; body];
+        server.respond(now, id, r).unwrap();
+        let reply = server.poll_transmit().unwrap();
+        client.handle_datagram(now, s_addr, &reply.payload);
+        (path(&t), reply.payload)
+    };
+
+    // R1 streams a 40-byte body in 16-byte blocks (NON, so its responses are
+    // NON too); R2 waits in the queue for R1's slot.
+    let stream = RequestOptions {
+        block2: Block2Mode::Stream,
+        ..RequestOptions::default()
+    };
+    let r1 = client
+        .send_request_with(now, s_addr, request(Method::Get, false, "/big"), stream)
+        .unwrap();
+    let r2 = client.send_request(now, s_addr, request(Method::Get, false, "/two")).unwrap();
+    // Block 0 of R1 arrives: R2 takes the slot, R1 queues for block 1.
+    let (p, block0) = answer(&mut client, &mut server, 40);
+    assert_eq!(p, "big");
+    assert!(matches!(client.poll_event(), Some(Event::ResponseBlock { id, .. }) if id == r1));
+    // R3 queues behind R1.
+    let r3 = client.send_request(now, s_addr, request(Method::Get, false, "/three")).unwrap();
+    // Block 0 again under a new message id (as a notification would come)
+    // fails R1, which expects block 1, while it is queued.
+    let mut again = block0.clone();
+    again[2] ^= 0x80; // far from the server's next message ids
+    client.handle_datagram(now, s_addr, &again);
+    assert!(matches!(client.poll_event(), Some(Event::TransferFailed { id, .. }) if id == r1));
+    // R2's response frees the slot: R3 must go out (it used to wait forever).
+    let (p, _) = answer(&mut client, &mut server, 4);
+    assert_eq!(p, "two");
+    assert!(matches!(client.poll_event(), Some(Event::Response { id, .. }) if id == r2));
+    let (p, _) = answer(&mut client, &mut server, 4);
+    assert_eq!(p, "three");
+    assert!(matches!(client.poll_event(), Some(Event::Response { id, .. }) if id == r3));
+    assert_eq!(client.open_requests(), 0);
+    assert!(client.poll_transmit().is_none());
+}

@@ -963,15 +963,19 @@ impl Endpoint {
         }
         r.holds_slot = false;
         let peer = r.peer;
-        let next = match self.slots.get_mut(&peer) {
-            Some(entry) => {
-                entry.0 = entry.0.saturating_sub(1);
-                entry.1.pop_front()
+        if let Some(entry) = self.slots.get_mut(&peer) {
+            entry.0 = entry.0.saturating_sub(1);
+        }
+        // Start the next queued request that still exists. (`finish_request`
+        // takes ended requests out of the queue; skipping here as well keeps
+        // one stale id from stalling the queue for good, which left a NON
+        // Block1 upload queued with no slot in use: fuzz regression
+        // `coap_endpoint_ops/regression-queue-stalled`.)
+        while let Some(next) = self.slots.get_mut(&peer).and_then(|e| e.1.pop_front()) {
+            if self.requests.contains_key(&next) {
+                self.start_or_queue(now, next);
+                break;
             }
-            None => None,
-        };
-        if let Some(next) = next {
-            self.start_or_queue(now, next);
         }
         if self
             .slots
@@ -1081,6 +1085,14 @@ impl Endpoint {
     /// Ends a request: forgets its token and frees its NSTART slot.
     fn finish_request(&mut self, now: Instant, id: RequestId, _ok: bool) {
         self.release_slot(now, id);
+        if let Some(peer) = self.requests.get(&id).map(|r| r.peer)
+            && let Some(entry) = self.slots.get_mut(&peer)
+        {
+            entry.1.retain(|q| *q != id);
+            if entry.0 == 0 && entry.1.is_empty() {
+                self.slots.remove(&peer);
+            }
+        }
         if let Some(req) = self.requests.remove(&id)
             && self.tokens.get(&(req.peer, req.token.clone())) == Some(&id)
         {
