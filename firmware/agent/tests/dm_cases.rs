@@ -1,14 +1,14 @@
 //! The ETS device management (2xx) and information reporting (3xx) cases of
 //! rig-suite run against the reference agent, over real UDP on loopback
-//! (see `dm_common`): every case passes. The reporting cases with long
+//! (see `common/dut.rs`): every case passes. The reporting cases with long
 //! protocol windows run at a time scale (stated per test); their timing
 //! bounds scale with it.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod dm_common;
+mod common;
 
-use dm_common::run;
+use common::dut::run;
 
 async fn passes(n: u16, time_scale: f64) {
     if let Err(f) = run(n, time_scale, &[]).await {

@@ -7,9 +7,9 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod dm_common;
+mod common;
 
-use dm_common::run;
+use common::dut::run;
 use rig_report::events::Verdict;
 
 /// Runs `failing` (each must Fail with its text) and `passing` (each must

@@ -9,217 +9,21 @@
 // Test helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod common;
 
-use async_trait::async_trait;
-use rig_bench::BenchError;
-use rig_bench::dut::{ConsoleLog, Dut, DutAction, DutConfig};
+use common::dut::{AgentDut, context, id, run_case};
 use rig_report::events::Verdict;
-use rig_services::lwm2m::{Lwm2mServer, ServerConfig};
-use rig_suite::case::{CaseContext, CaseFailure, SecureBinder, SecurityContext};
-use rig_suite::{cases, start};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-
-/// Console lines, shared with the reader task.
-#[derive(Default)]
-struct Log(Mutex<Vec<String>>);
-
-impl ConsoleLog for Log {
-    fn mark(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-    fn since(&self, mark: usize) -> String {
-        self.0.lock().unwrap()[mark..].join("\n")
-    }
-    fn tail(&self, n: usize) -> String {
-        let l = self.0.lock().unwrap();
-        l[l.len().saturating_sub(n)..].join("\n")
-    }
-    fn path(&self) -> Option<PathBuf> {
-        None
-    }
-}
-
-/// The agent as a child process, started with the bench's own mapping of a
-/// provisioning to agent options (`rig_bench::target::agent_args`), plus the
-/// `--deviate` switches.
-struct AgentDut {
-    child: Option<(Child, ChildStdin)>,
-    log: Arc<Log>,
-    deviate: Vec<String>,
-}
-
-#[async_trait]
-impl Dut for AgentDut {
-    async fn start(&mut self, c: &DutConfig) -> Result<(), BenchError> {
-        self.stop().await?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rig-agent"));
-        cmd.args(rig_bench::target::agent_args(c));
-        for d in &self.deviate {
-            cmd.args(["--deviate", d]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| BenchError::Spawn {
-                program: "rig-agent".into(),
-                source,
-            })?;
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let log = self.log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                log.0.lock().unwrap().push(line);
-            }
-        });
-        self.child = Some((child, stdin));
-        Ok(())
-    }
-
-    async fn stop(&mut self) -> Result<(), BenchError> {
-        if let Some((mut child, mut stdin)) = self.child.take() {
-            let _ = stdin.write_all(b"quit\n").await;
-            if tokio::time::timeout(Duration::from_secs(3), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn act(&mut self, action: &DutAction) -> Result<(), BenchError> {
-        Err(BenchError::Unsupported(format!("{action:?}")))
-    }
-
-    fn supports(&self, _action: &DutAction) -> bool {
-        false
-    }
-
-    async fn expect_console(
-        &mut self,
-        pattern: &str,
-        timeout: Duration,
-    ) -> Result<String, BenchError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some(l) = self
-                .log
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(pattern))
-            {
-                return Ok(l.clone());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(BenchError::ConsoleTimeout {
-                    pattern: pattern.into(),
-                    timeout,
-                    last_line: None,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn console(&self) -> &dyn ConsoleLog {
-        &*self.log
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|(c, _)| c.try_wait().ok().flatten().is_none())
-    }
-
-    fn identity(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([("kind".to_string(), "test-agent".to_string())])
-    }
-}
+use rig_suite::case::{CaseContext, CaseFailure};
 
 /// The time scale of these tests: every case proves the same at 10.
 const SCALE: f64 = 10.0;
 
-async fn context(ep: &str, deviate: &[&str]) -> CaseContext {
-    let config = ServerConfig {
-        time_scale: SCALE,
-        ..ServerConfig::default()
-    };
-    let server = Lwm2mServer::bind_with("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap();
-    let (progress, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let credentials =
-        rig_bench::file::SecuritySpec::defaults(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-    CaseContext {
-        server,
-        dut: Box::new(AgentDut {
-            child: None,
-            log: Arc::default(),
-            deviate: deviate.iter().map(|s| s.to_string()).collect(),
-        }),
-        endpoint: ep.to_string(),
-        time_scale: SCALE,
-        measurements: Vec::new(),
-        progress,
-        security: SecurityContext {
-            binder: Some(SecureBinder::loopback()),
-            credentials: Some(Arc::new(credentials)),
-            ..SecurityContext::default()
-        },
-        net: Default::default(),
-        params: Default::default(),
-        params_source: String::new(),
-        power: None,
-    }
-}
-
-fn id(n: &str) -> String {
-    format!("LightweightM2M-1.1-int-{n}")
-}
-
-/// Runs one case the way the engine does: start state, then body, under the
-/// case timeout divided by the time scale.
-async fn run_case(n: &str, cx: &mut CaseContext) -> Result<(), CaseFailure> {
-    let case_id = id(n);
-    let case = cases::find(&case_id).unwrap_or_else(|| panic!("{case_id} is not in the library"));
-    let timeout = case
-        .meta
-        .timeout
-        .div_f64(cx.time_scale)
-        .max(Duration::from_secs(10));
-    let result = tokio::time::timeout(timeout, async {
-        start::reach(cx, case.meta.start).await?;
-        (case.body)(cx).await
-    })
-    .await
-    .unwrap_or_else(|_| {
-        Err(CaseFailure::out_of_time(format!(
-            "{case_id}: case timeout {timeout:?}"
-        )))
-    });
-    let _ = cx.dut.stop().await;
-    cx.server.shutdown();
-    result
-}
-
 /// Runs `n` against the agent with `deviate` switched on.
 async fn run(n: &str, deviate: &[&str]) -> (Result<(), CaseFailure>, CaseContext) {
     let tag = deviate.first().copied().unwrap_or("honest");
-    let mut cx = context(&format!("strict-{tag}-{n}"), deviate).await;
-    let r = run_case(n, &mut cx).await;
+    let ep = format!("strict-{tag}-{n}");
+    let mut cx = context(SCALE, &ep, AgentDut::deviating(deviate)).await;
+    let r = run_case(&id(n), &mut cx).await;
     (r, cx)
 }
 
@@ -299,9 +103,9 @@ async fn honest_agent_passes_bootstrap_1_2_and_6() {
 #[tokio::test]
 async fn honest_agent_falls_back_to_bootstrap_in_int_7() {
     // Its wait cannot be scaled, so neither may its case timeout be.
-    let mut cx = context("strict-honest-7", &[]).await;
+    let mut cx = context(SCALE, "strict-honest-7", AgentDut::new(&[])).await;
     cx.time_scale = 1.0;
-    let r = run_case("7", &mut cx).await;
+    let r = run_case(&id(7), &mut cx).await;
     r.unwrap_or_else(|f| panic!("int-7: {f:?}"));
     let m = cx
         .measurements

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::panic, clippy::unwrap_used)] // each test file uses a subset; test helpers may panic
 
+pub(crate) mod dut;
+
 use std::ffi::OsStr;
 use std::process::Stdio;
 use std::time::Duration;

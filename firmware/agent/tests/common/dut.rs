@@ -1,10 +1,8 @@
-//! The in-process harness of `dm_cases.rs` and `strictness_dm.rs`: the
-//! agent binary as a DUT over real UDP on loopback, a fresh LwM2M server per
-//! case, and `run_case`, which runs a case the way the engine does (start
-//! state, then body, under the case timeout divided by the time scale).
-
-// Test helpers may unwrap and panic.
-#![allow(clippy::unwrap_used, clippy::panic, dead_code)]
+//! The agent binary as a rig-suite DUT over real UDP on loopback, and
+//! `run_case`, which runs an ETS case the way the engine does (start state,
+//! then body, under the case timeout divided by the time scale). Shared by
+//! the case and strictness tests; the bench's own targets and the whole CLI
+//! are tested by rig-bench and rig.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,14 +14,14 @@ use async_trait::async_trait;
 use rig_bench::BenchError;
 use rig_bench::dut::{ConsoleLog, Dut, DutAction, DutConfig};
 use rig_services::lwm2m::{Lwm2mServer, ServerConfig};
-use rig_suite::case::{CaseContext, CaseFailure};
+use rig_suite::case::{CaseContext, CaseFailure, SecureBinder, SecurityContext};
 use rig_suite::{cases, start};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
 /// Console lines, shared with the reader task.
 #[derive(Default)]
-pub struct Log(Mutex<Vec<String>>);
+pub(crate) struct Log(Mutex<Vec<String>>);
 
 impl ConsoleLog for Log {
     fn mark(&self) -> usize {
@@ -41,20 +39,39 @@ impl ConsoleLog for Log {
     }
 }
 
-/// The agent as a child process, with extra arguments (`--deviate ...`).
-pub struct AgentDut {
+/// The agent as a child process, started with the bench's own mapping of a
+/// provisioning to agent options (`rig_bench::target::agent_args`) plus
+/// `extra` arguments (test-only `--deviate` switches and the like).
+pub(crate) struct AgentDut {
     child: Option<(Child, ChildStdin)>,
     log: Arc<Log>,
     extra: Vec<String>,
+    silent: bool,
 }
 
 impl AgentDut {
     /// An agent started with `extra` arguments.
-    pub fn new(extra: &[&str]) -> Self {
+    pub(crate) fn new(extra: &[&str]) -> Self {
         AgentDut {
             child: None,
             log: Arc::default(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            silent: false,
+        }
+    }
+
+    /// An agent with each of `switches` as a `--deviate` switch.
+    pub(crate) fn deviating(switches: &[&str]) -> Self {
+        let extra: Vec<&str> = switches.iter().flat_map(|s| ["--deviate", s]).collect();
+        AgentDut::new(&extra)
+    }
+
+    /// A DUT that starts but never talks to the server: the agent is
+    /// pointed at a closed port.
+    pub(crate) fn silent() -> Self {
+        AgentDut {
+            silent: true,
+            ..AgentDut::new(&[])
         }
     }
 }
@@ -63,19 +80,13 @@ impl AgentDut {
 impl Dut for AgentDut {
     async fn start(&mut self, c: &DutConfig) -> Result<(), BenchError> {
         self.stop().await?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rig-agent"));
-        cmd.args(["--server", &c.server_uri, "--endpoint", &c.endpoint])
-            .args(["--lifetime", &c.lifetime_s.to_string()])
-            .args(["--ssid", &c.ssid.to_string()])
-            .args(["--time-scale", &c.time_scale.to_string()])
-            .args(&self.extra);
-        if let Some(pmin) = c.default_pmin_s {
-            cmd.args(["--pmin", &pmin.to_string()]);
+        let mut c = c.clone();
+        if self.silent {
+            c.server_uri = "coap://127.0.0.1:9".to_string();
         }
-        if let Some(pmax) = c.default_pmax_s {
-            cmd.args(["--pmax", &pmax.to_string()]);
-        }
-        let mut child = cmd
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rig-agent"))
+            .args(rig_bench::target::agent_args(&c))
+            .args(&self.extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -196,25 +207,28 @@ impl Dut for AgentDut {
     }
 }
 
-/// A fresh server on loopback and an agent DUT with `extra` arguments.
-pub async fn context(time_scale: f64, ep: &str, extra: &[&str]) -> CaseContext {
-    let config = ServerConfig {
-        time_scale,
-        op_timeout: Duration::from_secs(10),
-        ..ServerConfig::default()
-    };
+/// A fresh server on loopback with `config`, the test credentials
+/// (`fixtures/credentials`) and a loopback DTLS binder, and `dut`.
+pub(crate) async fn context_with(config: ServerConfig, ep: &str, dut: AgentDut) -> CaseContext {
+    let time_scale = config.time_scale;
     let server = Lwm2mServer::bind_with("127.0.0.1:0".parse().unwrap(), config)
         .await
         .unwrap();
     let (progress, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let credentials =
+        rig_bench::file::SecuritySpec::defaults(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
     CaseContext {
         server,
-        dut: Box::new(AgentDut::new(extra)),
+        dut: Box::new(dut),
         endpoint: ep.to_string(),
         time_scale,
         measurements: Vec::new(),
         progress,
-        security: Default::default(),
+        security: SecurityContext {
+            binder: Some(SecureBinder::loopback()),
+            credentials: Some(Arc::new(credentials)),
+            ..SecurityContext::default()
+        },
         net: Default::default(),
         params: Default::default(),
         params_source: String::new(),
@@ -222,16 +236,25 @@ pub async fn context(time_scale: f64, ep: &str, extra: &[&str]) -> CaseContext {
     }
 }
 
-/// The id of ETS case `n`.
-pub fn id(n: u16) -> String {
+/// [`context_with`] the server's defaults at `time_scale`.
+pub(crate) async fn context(time_scale: f64, ep: &str, dut: AgentDut) -> CaseContext {
+    let config = ServerConfig {
+        time_scale,
+        ..ServerConfig::default()
+    };
+    context_with(config, ep, dut).await
+}
+
+/// The id of ETS case `n` (`101`, `7`, `771-coap`...).
+pub(crate) fn id(n: impl std::fmt::Display) -> String {
     format!("LightweightM2M-1.1-int-{n}")
 }
 
-/// Runs case `n` the way the engine does: start state, then body, under
-/// the case timeout divided by the time scale; stops the DUT after.
-pub async fn run_case(n: u16, cx: &mut CaseContext) -> Result<(), CaseFailure> {
-    let id = id(n);
-    let case = cases::find(&id).unwrap_or_else(|| panic!("{id} is not in the library"));
+/// Runs case `id` the way the engine does: start state, then body, under
+/// the case timeout divided by the time scale (at least 20 s); stops the
+/// DUT and the server after.
+pub(crate) async fn run_case(id: &str, cx: &mut CaseContext) -> Result<(), CaseFailure> {
+    let case = cases::find(id).unwrap_or_else(|| panic!("{id} is not in the library"));
     let timeout = case
         .meta
         .timeout
@@ -252,9 +275,15 @@ pub async fn run_case(n: u16, cx: &mut CaseContext) -> Result<(), CaseFailure> {
     result
 }
 
-/// Runs case `n` against an agent with `extra` arguments at `time_scale`.
-pub async fn run(n: u16, time_scale: f64, extra: &[&str]) -> Result<(), CaseFailure> {
+/// Runs case `n` against an agent with `extra` arguments at `time_scale`,
+/// with a 10 s operation timeout (the DM cases' reads and writes).
+pub(crate) async fn run(n: u16, time_scale: f64, extra: &[&str]) -> Result<(), CaseFailure> {
     let ep = format!("dm-{n}-{}", extra.join("-"));
-    let mut cx = context(time_scale, &ep, extra).await;
-    run_case(n, &mut cx).await
+    let config = ServerConfig {
+        time_scale,
+        op_timeout: Duration::from_secs(10),
+        ..ServerConfig::default()
+    };
+    let mut cx = context_with(config, &ep, AgentDut::new(extra)).await;
+    run_case(&id(n), &mut cx).await
 }
