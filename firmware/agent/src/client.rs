@@ -90,6 +90,9 @@ pub struct Client {
     composite: Vec<(rig_proto::coap::ObservationId, Vec<ObjectPath>)>,
     /// Object 5, firmware update (`fota/`).
     fota: crate::fota::Fota,
+    /// Console `send`s that came while the Register was in flight; they go
+    /// out once it succeeds (and fail if it does not).
+    sends_after_register: Vec<Vec<String>>,
 }
 
 impl Client {
@@ -122,6 +125,7 @@ impl Client {
             bootstrap_requested: false,
             composite: Vec::new(),
             fota,
+            sends_after_register: Vec::new(),
         }
     }
 
@@ -363,6 +367,9 @@ impl Client {
             RegistrationEvent::Registered { location } => {
                 self.outputs
                     .push_back(Output::Registered(format!("/{}", location.join("/"))));
+                for paths in std::mem::take(&mut self.sends_after_register) {
+                    self.dm_send(now, &paths);
+                }
             }
             RegistrationEvent::Updated => self.outputs.push_back(Output::Updated),
             RegistrationEvent::Deregistered => {
@@ -387,6 +394,12 @@ impl Client {
                     "Register: {}",
                     code.unwrap_or_else(|| "no response".into())
                 )));
+                for _ in std::mem::take(&mut self.sends_after_register) {
+                    self.outputs.push_back(Output::Error(
+                        "send".into(),
+                        "not registered (the Register failed)".into(),
+                    ));
+                }
                 // Fall back to the bootstrap server (ETS int-7).
                 self.bootstrap_requested |= self.cfg.bootstrap_uri.is_some();
             }

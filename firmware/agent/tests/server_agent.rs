@@ -188,7 +188,7 @@ async fn reads_in_text_and_tlv() {
         Code::UNAUTHORIZED
     );
     assert_eq!(
-        server.read("ep-read", &p("/5"), None).await.unwrap().code,
+        server.read("ep-read", &p("/6"), None).await.unwrap().code,
         Code::NOT_FOUND
     );
     assert_eq!(server.deviations("ep-read"), vec![]);
@@ -263,7 +263,7 @@ async fn discover_answers_link_format() {
     assert_eq!(r.content_format, Some(ContentFormat::Link));
     assert_eq!(
         r.text(),
-        "</1/0>,</1/0/0>,</1/0/1>,</1/0/4>,</1/0/5>,</1/0/6>,</1/0/7>,</1/0/8>"
+        "</1/0>,</1/0/0>,</1/0/1>,</1/0/4>,</1/0/5>,</1/0/6>,</1/0/7>,</1/0/8>,</1/0/23>"
     );
     assert_eq!(
         server

@@ -26,16 +26,17 @@ fn pair(net: &SimNetwork, port: u16) -> (UdpSocket, UdpSocket) {
     (server, client)
 }
 
-/// The tapped UDP frames of `len` bytes of payload, waiting at most 2 s for
-/// `want` of them.
-fn udp_frames(tap: &rig_net::FrameTap, payload: usize, want: usize) -> Vec<TappedFrame> {
+/// The tapped UDP frames with each of `payloads` bytes of payload, waiting
+/// at most 2 s for `want` of each. Frames of the other sizes are kept, not
+/// dropped: the tap interleaves both directions.
+fn udp_frames(tap: &rig_net::FrameTap, payloads: &[usize], want: usize) -> Vec<Vec<TappedFrame>> {
     let deadline = Instant::now() + Duration::from_secs(2);
-    let mut out = Vec::new();
-    while out.len() < want && Instant::now() < deadline {
+    let mut out = vec![Vec::new(); payloads.len()];
+    while out.iter().any(|v| v.len() < want) && Instant::now() < deadline {
         if let Some(f) = tap.recv_timeout(Duration::from_millis(50))
-            && f.l2_len == payload + HEADERS
+            && let Some(i) = payloads.iter().position(|p| f.l2_len == p + HEADERS)
         {
-            out.push(f);
+            out[i].push(f);
         }
     }
     out
@@ -60,8 +61,8 @@ fn the_tap_sees_each_frame_the_dut_sends_and_receives() {
         server.send_to(&[9u8; 123], from).unwrap();
         assert_eq!(client.recv(&mut buf).unwrap(), 123);
     }
-    let up = udp_frames(&tap, 300, 3);
-    let down = udp_frames(&tap, 123, 3);
+    let mut frames = udp_frames(&tap, &[300, 123], 3).into_iter();
+    let (up, down) = (frames.next().unwrap(), frames.next().unwrap());
     assert_eq!(up.len(), 3, "{up:?}");
     assert_eq!(down.len(), 3, "{down:?}");
     assert!(up.iter().all(|f| f.direction == Direction::Up));
@@ -102,7 +103,7 @@ fn the_tap_sees_uplink_frames_the_link_drops_and_a_full_tap_counts_drops() {
         server.recv_from(&mut buf).is_err(),
         "the cut let a frame through"
     );
-    let up = udp_frames(&tap, 200, 10);
+    let up = udp_frames(&tap, &[200], 10).remove(0);
     assert_eq!(up.len(), 10, "{up:?}");
     // The two-frame tap kept two and counted the rest, and the bridge went on.
     let kept = small.try_iter().count();

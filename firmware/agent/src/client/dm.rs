@@ -436,15 +436,25 @@ impl Client {
 
 impl Client {
     /// Console `send <path>...`: LwM2M Send (`POST /dp`, LwM2M 1.1 Core TS
-    /// §6.4.5) of the readable values under the paths, in SenML CBOR. Refused
-    /// while not registered, and while `/1/0/23` (Mute Send) is true.
+    /// §6.4.5) of the readable values under the paths, in SenML CBOR. Held
+    /// while the Register is in flight; refused while not registered, and
+    /// while `/1/0/23` (Mute Send) is true.
     pub(super) fn dm_send(&mut self, now: rig_proto::time::Instant, paths: &[String]) {
         use crate::console::Output;
         use rig_proto::registration::RegistrationState;
-        if *self.reg.state() != RegistrationState::Registered {
-            self.outputs
-                .push_back(Output::Error("send".into(), "not registered".into()));
-            return;
+        match self.reg.state() {
+            RegistrationState::Registered => {}
+            // The Register is in flight (its 2.01 may be on the wire): send
+            // once it succeeds, as a device would, within reason.
+            RegistrationState::Registering if self.sends_after_register.len() < 8 => {
+                self.sends_after_register.push(paths.to_vec());
+                return;
+            }
+            _ => {
+                self.outputs
+                    .push_back(Output::Error("send".into(), "not registered".into()));
+                return;
+            }
         }
         let mut targets = Vec::new();
         for p in paths {
