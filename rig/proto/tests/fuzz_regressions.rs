@@ -330,7 +330,12 @@ fn a_request_that_fails_while_queued_does_not_stall_the_nstart_queue() {
     let path = |t: &rig_proto::coap::Transmit| {
         let p = message::parse(&t.payload).unwrap();
         p.get_option(rig_proto::coap::CoapOption::UriPath)
-            .map(|v| v.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join("/"))
+            .map(|v| {
+                v.iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
             .unwrap_or_default()
     };
     // Answers the one request the server has pending with `body`.
@@ -357,13 +362,17 @@ fn a_request_that_fails_while_queued_does_not_stall_the_nstart_queue() {
     let r1 = client
         .send_request_with(now, s_addr, request(Method::Get, false, "/big"), stream)
         .unwrap();
-    let r2 = client.send_request(now, s_addr, request(Method::Get, false, "/two")).unwrap();
+    let r2 = client
+        .send_request(now, s_addr, request(Method::Get, false, "/two"))
+        .unwrap();
     // Block 0 of R1 arrives: R2 takes the slot, R1 queues for block 1.
     let (p, block0) = answer(&mut client, &mut server, 40);
     assert_eq!(p, "big");
     assert!(matches!(client.poll_event(), Some(Event::ResponseBlock { id, .. }) if id == r1));
     // R3 queues behind R1.
-    let r3 = client.send_request(now, s_addr, request(Method::Get, false, "/three")).unwrap();
+    let r3 = client
+        .send_request(now, s_addr, request(Method::Get, false, "/three"))
+        .unwrap();
     // Block 0 again under a new message id (as a notification would come)
     // fails R1, which expects block 1, while it is queued.
     let mut again = block0.clone();

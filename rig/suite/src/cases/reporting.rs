@@ -251,13 +251,15 @@ async fn int_305(cx: &mut CaseContext) -> CaseResult {
     no_deviations(cx)
 }
 
-/// Makes the DUT Send `paths` through its device profile's `send` action.
-/// `Ok(Err(reason))` when the DUT refused (printed the action's failure).
+/// Makes the DUT Send `paths` through its device profile's `send` action,
+/// which takes one argument: the paths separated by spaces (`send = "send
+/// {0}"` in `hardware/profiles/rig-agent.toml`). `Ok(Err(reason))` when the
+/// DUT refused (printed the action's failure).
 async fn trigger_send(
     cx: &mut CaseContext,
     paths: &[&str],
 ) -> Result<Result<(), String>, CaseFailure> {
-    let action = DutAction::Custom("send".into(), paths.iter().map(|p| p.to_string()).collect());
+    let action = DutAction::Custom("send".into(), vec![paths.join(" ")]);
     if !cx.dut.supports(&action) {
         return Err(CaseFailure::not_applicable(
             "the DUT's device profile has no `send` action, so the case cannot make it Send",
