@@ -6,7 +6,7 @@
 # a leak of memory over 2 GiB; the crashing input is printed in hex and kept
 # under $FUZZ_OUT/artifacts/<target>/.
 #
-#   rig/fuzz/run-ci.sh                  # all targets, 20 s each
+#   rig/fuzz/run-ci.sh                  # all targets, 20 s each, one per CPU at a time
 #   FUZZ_SECONDS=30 rig/fuzz/run-ci.sh content_tlv coap_message
 #
 # Needs cargo-fuzz (installed here if missing) and, on a stable toolchain,
@@ -40,33 +40,60 @@ else
     mapfile -t targets < <(cargo fuzz list --fuzz-dir .)
 fi
 
+# The targets run FUZZ_JOBS at a time (default: one per CPU), each on its
+# own core, straight from the binaries `cargo fuzz build` made.
+jobs=${FUZZ_JOBS:-$(nproc)}
+bin="$CARGO_TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release"
+
+run_one() {
+    local t=$1
+    local work="$out/corpus/$t" arts="$out/artifacts/$t" seeds="$root/fixtures/corpus/$t"
+    local log="$out/$t.log"
+    rm -rf "$arts"
+    mkdir -p "$work" "$arts" "$seeds"
+    # The first corpus directory receives new inputs; the seed corpus stays read-only.
+    if "$bin/$t" "$work" "$seeds" \
+        -max_total_time="$secs" -seed="$seed" -timeout="$input_timeout" -rss_limit_mb=2048 \
+        -artifact_prefix="$arts/" -print_final_stats=1 >"$log" 2>&1; then
+        local execs cov
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+        cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1)
+        echo "$t: ok, ${execs:-?} execs, ${cov:-?}" >"$out/$t.result"
+    else
+        echo "$t: FAILED (log $log)" >"$out/$t.result"
+    fi
+}
+
+mkdir -p "$out"
+running=0
+for t in "${targets[@]}"; do
+    rm -f "$out/$t.result"
+    echo "run-ci: $t for ${secs}s"
+    run_one "$t" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+done
+wait || true
+
 failed=()
 summary=()
 for t in "${targets[@]}"; do
-    work="$out/corpus/$t"
-    arts="$out/artifacts/$t"
-    seeds="$root/fixtures/corpus/$t"
-    rm -rf "$arts"
-    mkdir -p "$work" "$arts" "$seeds"
-    log="$out/$t.log"
-    echo "run-ci: $t for ${secs}s"
-    # The first corpus directory receives new inputs; the seed corpus stays read-only.
-    if cargo fuzz run --fuzz-dir . "$t" "$work" "$seeds" -- \
-        -max_total_time="$secs" -seed="$seed" -timeout="$input_timeout" -rss_limit_mb=2048 \
-        -artifact_prefix="$arts/" -print_final_stats=1 >"$log" 2>&1; then
-        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-        cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1)
-        summary+=("$t: ok, ${execs:-?} execs, ${cov:-?}")
-    else
+    line=$(cat "$out/$t.result" 2>/dev/null || echo "$t: FAILED (no result)")
+    summary+=("$line")
+    case "$line" in
+    *FAILED*)
         failed+=("$t")
-        summary+=("$t: FAILED (log $log)")
-        grep -E "panicked at|ERROR: libFuzzer|SUMMARY" -A3 "$log" | head -20 || true
-        for a in "$arts"/*; do
+        grep -E "panicked at|ERROR: libFuzzer|SUMMARY" -A3 "$out/$t.log" | head -20 || true
+        for a in "$out/artifacts/$t"/*; do
             [ -f "$a" ] || continue
             echo "run-ci: $t input $a:"
             od -An -tx1 -v "$a" | head -40
         done
-    fi
+        ;;
+    esac
 done
 
 echo "run-ci: summary"
