@@ -10,7 +10,7 @@
 use rig_proto::attributes::NotificationAttributes;
 use rig_proto::coap::{CoapOption, Packet, ResponseCode, message};
 use rig_proto::content::{self, ContentFormat};
-use rig_proto::link::{Attributes, Link, LinkParam};
+use rig_proto::link::{Link, LinkParam};
 use rig_proto::path::ObjectPath;
 use rig_proto::value::{Record, Value};
 
@@ -102,25 +102,7 @@ impl Client {
     /// The attributes a resource inherits: object, then instance, then its
     /// own (the more specific wins), without the Server object's defaults.
     fn inherited_at(&self, path: &ObjectPath) -> NotificationAttributes {
-        let mut out = NotificationAttributes::default();
-        let mut levels: Vec<&(ObjectPath, Attributes)> = self
-            .observations
-            .written()
-            .iter()
-            .filter(|(p, _)| p.is_prefix_of(path) && !p.is_root())
-            .collect();
-        levels.sort_by_key(|(p, _)| p.level());
-        for (_, a) in levels {
-            let n = NotificationAttributes::from(a);
-            out.pmin = n.pmin.or(out.pmin);
-            out.pmax = n.pmax.or(out.pmax);
-            out.gt = n.gt.or(out.gt);
-            out.lt = n.lt.or(out.lt);
-            out.st = n.st.or(out.st);
-            out.epmin = n.epmin.or(out.epmin);
-            out.epmax = n.epmax.or(out.epmax);
-        }
-        out
+        self.observations.effective(*path, (None, None))
     }
 
     /// Adds the written attributes to Discover links (LwM2M 1.1 Core TS
@@ -347,43 +329,11 @@ impl Client {
         if !matches!(accept, ContentFormat::SenmlJson | ContentFormat::SenmlCbor) {
             return message::response(ResponseCode::NotAcceptable);
         }
-        let mut records: Vec<Record> = Vec::new();
-        for p in &paths {
-            let found = if p.is_root() {
-                let objects: Vec<u16> = self
-                    .store
-                    .instances()
-                    .map(|(o, _)| o)
-                    .filter(|o| *o != SECURITY)
-                    .collect();
-                let mut all = Vec::new();
-                for o in dedup(objects) {
-                    if let Ok(r) = self.store.read(&ObjectPath::object(o)) {
-                        all.extend(r);
-                    }
-                }
-                Ok(all)
-            } else {
-                self.store.read(p)
-            };
-            match found {
-                Ok(r) => {
-                    for rec in r {
-                        if !records.iter().any(|x| x.path == rec.path) {
-                            records.push(rec);
-                        }
-                    }
-                }
-                Err(r)
-                    if self.cfg.deviates(Deviation::CompositeMissingPathFails)
-                        && r.code == ResponseCode::NotFound =>
-                {
-                    return message::response(ResponseCode::NotFound);
-                }
-                Err(r) => self.log(format!("Read-Composite: {p} left out: {}", r.reason)),
-            }
-        }
-        records.sort_by_key(|r| r.path);
+        let missing_fails = self.cfg.deviates(Deviation::CompositeMissingPathFails);
+        let records = match self.read_paths("Read-Composite", &paths, missing_fails) {
+            Ok(r) => r,
+            Err(code) => return message::response(code),
+        };
         match content::encode(accept, &ObjectPath::Root, &records, self.store.defs()) {
             Ok(bytes) => content(accept, bytes),
             Err(e) => {
@@ -557,6 +507,20 @@ impl Client {
     /// The readable values under `paths` (`/`: every object but Security),
     /// each once, in path order; a path that cannot be read is left out.
     fn composite_records(&mut self, paths: &[ObjectPath]) -> Vec<Record> {
+        self.read_paths("composite", paths, false)
+            .unwrap_or_default()
+    }
+
+    /// The readable values under `paths` (`/`: every object but Security),
+    /// each once, in path order. A path that cannot be read is left out and
+    /// logged under `what`, except that with `missing_fails` a path that does
+    /// not exist makes the whole read 4.04.
+    fn read_paths(
+        &mut self,
+        what: &str,
+        paths: &[ObjectPath],
+        missing_fails: bool,
+    ) -> Result<Vec<Record>, ResponseCode> {
         let mut records: Vec<Record> = Vec::new();
         for p in paths {
             let found = if p.is_root() {
@@ -584,11 +548,14 @@ impl Client {
                         }
                     }
                 }
-                Err(r) => self.log(format!("composite: {p} left out: {}", r.reason)),
+                Err(r) if missing_fails && r.code == ResponseCode::NotFound => {
+                    return Err(ResponseCode::NotFound);
+                }
+                Err(r) => self.log(format!("{what}: {p} left out: {}", r.reason)),
             }
         }
         records.sort_by_key(|r| r.path);
-        records
+        Ok(records)
     }
 
     /// An Observe-Composite was established: remembers its path list and
