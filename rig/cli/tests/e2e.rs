@@ -14,37 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{ensure_agent, rig, root, run_bounded, status_of, text, wait_bounded};
-
-fn read_json(dir: &Path) -> serde_json::Value {
-    let raw = std::fs::read_to_string(dir.join("run.json")).unwrap();
-    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("run.json invalid: {e}\n{raw}"))
-}
-
-/// `(status element or "success", message)` of each testcase in junit.xml,
-/// which must parse.
-fn junit_cases(dir: &Path) -> Vec<(String, String, Option<String>)> {
-    let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
-    let doc = roxmltree::Document::parse(&xml)
-        .unwrap_or_else(|e| panic!("junit.xml is not well-formed: {e}\n{xml}"));
-    doc.descendants()
-        .filter(|n| n.has_tag_name("testcase"))
-        .map(|tc| {
-            let name = tc.attribute("name").unwrap().to_string();
-            let status = tc.children().find(|c| {
-                c.is_element() && ["failure", "error", "skipped"].contains(&c.tag_name().name())
-            });
-            match status {
-                None => (name, "success".to_string(), None),
-                Some(s) => (
-                    name,
-                    s.tag_name().name().to_string(),
-                    s.attribute("message").map(str::to_string),
-                ),
-            }
-        })
-        .collect()
-}
+use common::{
+    ensure_agent, junit_cases, measurement, read_json, rig, root, run_bounded, status_of, text,
+    wait_bounded,
+};
 
 #[test]
 fn the_smoke_suite_passes_against_the_agent_and_writes_every_report() {
@@ -558,15 +531,6 @@ fn tshark_counts(pcap: &Path, dut_mac: &str) -> [(u64, u64); 2] {
         counts[dir].1 += len.trim().parse::<u64>().unwrap();
     }
     counts
-}
-
-fn measurement(case: &serde_json::Value, name: &str) -> Option<f64> {
-    case["measurements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == name)
-        .map(|m| m["value"].as_f64().unwrap())
 }
 
 /// The default bench runs on the simulated network: the agent in its own

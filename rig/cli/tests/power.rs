@@ -10,21 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ensure_agent, rig, root, run_bounded, status_of, text};
-
-fn read_json(dir: &Path) -> serde_json::Value {
-    let raw = std::fs::read_to_string(dir.join("run.json")).unwrap();
-    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("run.json invalid: {e}\n{raw}"))
-}
-
-fn measurement(case: &serde_json::Value, name: &str) -> Option<f64> {
-    case["measurements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == name)
-        .map(|m| m["value"].as_f64().unwrap())
-}
+use common::{ensure_agent, measurement, read_json, rig, root, run_bounded, status_of, text};
 
 /// Checks a case's power CSV: the header, then rows whose times increase
 /// at about the INA219's conversion period; returns the row count.

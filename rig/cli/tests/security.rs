@@ -13,44 +13,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod common;
-use common::{ensure_agent, rig, root, run_bounded, status_of, text};
+use common::{
+    ensure_agent, junit_cases, measurement, read_json, rig, root, run_bounded, status_of, text,
+};
 
 /// The longest a whole security run may take (19 cases, some wait for a
 /// 20 s lifetime).
 const RUN_LIMIT: Duration = Duration::from_secs(600);
-
-fn read_json(dir: &Path) -> serde_json::Value {
-    let raw = std::fs::read_to_string(dir.join("run.json")).unwrap();
-    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("run.json invalid: {e}\n{raw}"))
-}
-
-/// `(name, status element or "success")` of each testcase in junit.xml.
-fn junit_cases(dir: &Path) -> Vec<(String, String)> {
-    let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
-    let doc = roxmltree::Document::parse(&xml)
-        .unwrap_or_else(|e| panic!("junit.xml is not well-formed: {e}\n{xml}"));
-    doc.descendants()
-        .filter(|n| n.has_tag_name("testcase"))
-        .map(|tc| {
-            let name = tc.attribute("name").unwrap().to_string();
-            let status = tc
-                .children()
-                .find(|c| {
-                    c.is_element() && ["failure", "error", "skipped"].contains(&c.tag_name().name())
-                })
-                .map_or("success".to_string(), |s| s.tag_name().name().to_string());
-            (name, status)
-        })
-        .collect()
-}
-
-fn measurement(case: &serde_json::Value, name: &str) -> Option<f64> {
-    case["measurements"]
-        .as_array()?
-        .iter()
-        .find(|m| m["name"] == name)
-        .and_then(|m| m["value"].as_f64())
-}
 
 /// Every variant id the security suite must produce, in plan order.
 fn expected_ids() -> Vec<String> {
@@ -88,9 +57,9 @@ fn security_suite_passes(bench: &str) -> (serde_json::Value, String, tempfile::T
     assert!(stdout.contains("19 passed, 0 failed"), "{stdout}");
 
     let junit = junit_cases(&out);
-    let names: Vec<&str> = junit.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = junit.iter().map(|(n, _, _)| n.as_str()).collect();
     assert_eq!(names, expected_ids(), "junit testcases");
-    for (name, status) in &junit {
+    for (name, status, _) in &junit {
         assert_eq!(status, "success", "{name}");
     }
     let json = read_json(&out);
@@ -268,12 +237,12 @@ fn interop_suite_passes(bench: &str) {
     assert_eq!(status_of(&o), 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
     let junit = junit_cases(&out);
-    let names: Vec<&str> = junit.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = junit.iter().map(|(n, _, _)| n.as_str()).collect();
     for id in [0, 4, 5, 8, 9, 101, 102, 103, 104] {
         let want = format!("LightweightM2M-1.1-int-{id}");
         assert!(names.contains(&want.as_str()), "{want} missing: {names:?}");
     }
-    assert!(junit.iter().all(|(_, s)| s == "success"), "{junit:?}");
+    assert!(junit.iter().all(|(_, s, _)| s == "success"), "{junit:?}");
     let console =
         std::fs::read_to_string(out.join("console/LightweightM2M-1.1-int-0.log")).unwrap();
     assert!(console.contains("--bootstrap-only"), "{console}");

@@ -102,3 +102,43 @@ pub(crate) fn status_of(out: &Output) -> i32 {
         .code()
         .unwrap_or_else(|| panic!("rig died by a signal: {:?}", out.status))
 }
+
+/// The run's `run.json`, which must parse.
+pub(crate) fn read_json(dir: &Path) -> serde_json::Value {
+    let raw = std::fs::read_to_string(dir.join("run.json")).unwrap();
+    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("run.json invalid: {e}\n{raw}"))
+}
+
+/// `(name, status element or "success", message)` of each testcase in
+/// junit.xml, which must parse.
+pub(crate) fn junit_cases(dir: &Path) -> Vec<(String, String, Option<String>)> {
+    let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml)
+        .unwrap_or_else(|e| panic!("junit.xml is not well-formed: {e}\n{xml}"));
+    doc.descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|tc| {
+            let name = tc.attribute("name").unwrap().to_string();
+            let status = tc.children().find(|c| {
+                c.is_element() && ["failure", "error", "skipped"].contains(&c.tag_name().name())
+            });
+            match status {
+                None => (name, "success".to_string(), None),
+                Some(s) => (
+                    name,
+                    s.tag_name().name().to_string(),
+                    s.attribute("message").map(str::to_string),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The value of measurement `name` of a run.json case, if it has one.
+pub(crate) fn measurement(case: &serde_json::Value, name: &str) -> Option<f64> {
+    case["measurements"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["value"].as_f64())
+}
