@@ -18,6 +18,7 @@ use rig_services::OpError;
 use rig_services::lwm2m::{self, ObjectPath, ServerEvent};
 use tokio::time::Instant;
 
+use super::device_management::no_deviations;
 use crate::case::{
     Area, CaseContext, CaseDef, CaseFailure, CaseMeta, CaseResult, EtsConfig, StartState,
 };
@@ -75,21 +76,6 @@ pub(crate) fn cases() -> Vec<CaseDef> {
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
-}
-
-/// Fails if the strict server recorded any deviation for the endpoint.
-fn no_deviations(cx: &CaseContext) -> CaseResult {
-    let deviations = cx.server.deviations(&cx.endpoint);
-    if deviations.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = deviations.iter().map(|d| d.to_string()).collect();
-    Err(CaseFailure::fail(format!(
-        "the server recorded {} deviation(s) from endpoint `{}`: {}",
-        list.len(),
-        cx.endpoint,
-        list.join("; ")
-    )))
 }
 
 /// Starts the DUT in C.1 with queue mode and `lifetime_s`; returns the

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rig_services::lwm2m::{self, ContentFormat, Registration, ServerEvent};
 use tokio::time::Instant;
 
+use super::device_management::{no_deviations, path};
 use crate::case::{
     Area, CaseContext, CaseDef, CaseFailure, CaseMeta, CaseResult, EtsConfig, StartState,
 };
@@ -140,28 +141,8 @@ pub(crate) fn cases() -> Vec<CaseDef> {
     ]
 }
 
-fn path(p: &str) -> Result<lwm2m::ObjectPath, CaseFailure> {
-    p.parse()
-        .map_err(|e| CaseFailure::infra(format!("bad path `{p}` in the case: {e:?}")))
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
-}
-
-/// Fails if the strict server recorded any deviation for the endpoint.
-fn no_deviations(cx: &CaseContext) -> CaseResult {
-    let deviations = cx.server.deviations(&cx.endpoint);
-    if deviations.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = deviations.iter().map(|d| d.to_string()).collect();
-    Err(CaseFailure::fail(format!(
-        "the server recorded {} deviation(s) from endpoint `{}`: {}",
-        list.len(),
-        cx.endpoint,
-        list.join("; ")
-    )))
 }
 
 /// 101: Initial Registration.
