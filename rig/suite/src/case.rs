@@ -91,6 +91,10 @@ pub struct CaseMeta {
     pub timeout: Duration,
     /// How the case reads an ambiguous ETS text, if it had to choose.
     pub reading: Option<&'static str>,
+    /// The case waits on timers of the DUT that no time scale shortens (a
+    /// real device's CoAP MAX_TRANSMIT_WAIT, as in int-7), so the engine
+    /// never divides its timeout by the time scale.
+    pub unscaled_timeout: bool,
 }
 
 /// Why a case did not pass.

@@ -676,14 +676,16 @@ struct CaseRun<'a> {
 }
 
 impl CaseRun<'_> {
-    /// The case timeout after scaling (see [`MIN_SCALED_CASE_TIMEOUT`]).
+    /// The case timeout after scaling (see [`MIN_SCALED_CASE_TIMEOUT`]);
+    /// a case with [`CaseMeta::unscaled_timeout`] keeps its whole timeout.
     fn case_timeout(&self) -> Duration {
-        let t = self
-            .entry
-            .case
-            .meta
+        let meta = &self.entry.case.meta;
+        let t = meta
             .timeout
             .mul_f64(self.settings.case_timeout_scale.max(0.0));
+        if meta.unscaled_timeout {
+            return t;
+        }
         t.div_f64(self.time_scale)
             .max(t.min(MIN_SCALED_CASE_TIMEOUT))
     }
@@ -1086,6 +1088,7 @@ mod tests {
             start: StartState::Stopped,
             timeout: Duration::from_millis(ms),
             reading: None,
+            unscaled_timeout: false,
         }
     }
 

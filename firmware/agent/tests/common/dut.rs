@@ -251,15 +251,18 @@ pub(crate) fn id(n: impl std::fmt::Display) -> String {
 }
 
 /// Runs case `id` the way the engine does: start state, then body, under
-/// the case timeout divided by the time scale (at least 20 s); stops the
-/// DUT and the server after.
+/// the case timeout divided by the time scale (at least 20 s; whole for a
+/// case with `unscaled_timeout`); stops the DUT and the server after.
 pub(crate) async fn run_case(id: &str, cx: &mut CaseContext) -> Result<(), CaseFailure> {
     let case = cases::find(id).unwrap_or_else(|| panic!("{id} is not in the library"));
-    let timeout = case
-        .meta
-        .timeout
-        .div_f64(cx.time_scale)
-        .max(Duration::from_secs(20));
+    let timeout = if case.meta.unscaled_timeout {
+        case.meta.timeout
+    } else {
+        case.meta
+            .timeout
+            .div_f64(cx.time_scale)
+            .max(Duration::from_secs(20))
+    };
     let result = tokio::time::timeout(timeout, async {
         start::reach(cx, case.meta.start).await?;
         (case.body)(cx).await

@@ -35,6 +35,7 @@ fn meta(id: &'static str, title: &'static str, reading: Option<&'static str>) ->
         start: StartState::Stopped,
         timeout: Duration::from_secs(90),
         reading,
+        unscaled_timeout: false,
     }
 }
 
@@ -124,6 +125,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
         CaseDef {
             meta: CaseMeta {
                 timeout: Duration::from_secs(240),
+                unscaled_timeout: true,
                 ..meta(
                     "LightweightM2M-1.1-int-7",
                     "Fallback to bootstrap",

@@ -237,6 +237,7 @@ pub(crate) fn case(
             start: StartState::Registered(config),
             timeout: Duration::from_secs(90),
             reading,
+            unscaled_timeout: false,
         },
         body,
     }

@@ -78,6 +78,7 @@ fn meta(
         start: StartState::Stopped,
         timeout: Duration::from_secs(timeout_s),
         reading,
+        unscaled_timeout: false,
     }
 }
 

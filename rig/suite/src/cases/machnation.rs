@@ -203,6 +203,7 @@ macro_rules! scenario_case {
                 start: StartState::Stopped,
                 timeout: timeout_for($sc),
                 reading: Some($reading),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(scenario_body(cx, $sc, $var)),
         }
@@ -220,6 +221,7 @@ macro_rules! compare_case {
                 start: StartState::Stopped,
                 timeout: Duration::from_secs(600),
                 reading: Some(COMPARE_READING),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(compare_body(cx, $sc)),
         }

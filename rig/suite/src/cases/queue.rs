@@ -48,6 +48,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      client as queue mode: a Read right after the Register (inside the awake \
                      window) is sent at once and must be answered 2.05.",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_108(cx)),
         },
@@ -68,6 +69,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      go out right after that Update and be answered 2.05 within 10 s (scaled, \
                      at least 5 s real).",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_109(cx)),
         },

@@ -39,6 +39,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      default U. The object list must hold /1 and /3 links and no /0 (nor /21) link. \
                      Any deviation the strict server recorded for the endpoint fails the case.",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_101(cx)),
         },
@@ -55,6 +56,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      further Update (parameterless is expected; any Update of the endpoint counts) \
                      must arrive before 20 s (scaled) have passed since the lt=20 Update.",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_102(cx)),
         },
@@ -67,6 +69,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                 start: StartState::Registered(EtsConfig::C3),
                 timeout: Duration::from_secs(60),
                 reading: None,
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_103(cx)),
         },
@@ -84,6 +87,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      must arrive promptly, and the client must still be registered 20 s (scaled) \
                      after that lt=20 Update, the original lifetime.",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_104(cx)),
         },
@@ -102,6 +106,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      that lifetime (scaled) and is answered 4.04; then a fresh Register (POST \
                      /rd) must follow within 10 s (scaled, at least 5 s real).",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_105(cx)),
         },
@@ -117,6 +122,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                     "CoAP over TCP (RFC 8323, binding T) is not offered by the rig's LwM2M server \
                      nor by the reference agent: the case is Not Applicable until both exist.",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_106(cx)),
         },
@@ -135,6 +141,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      the next Update must arrive within 120 s (scaled) of it. An early Update is \
                      allowed; the registration must never expire.",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_107(cx)),
         },

@@ -49,6 +49,7 @@ fn case(
             start: StartState::Registered(EtsConfig::C3),
             timeout: Duration::from_secs(timeout_s),
             reading: Some(reading),
+            unscaled_timeout: false,
         },
         body,
     }

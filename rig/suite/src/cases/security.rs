@@ -49,6 +49,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      store, and answer Read /3/0 (TLV) with 2.05, all over DTLS. The negotiated \
                      suite is recorded as measurement dtls.cipher_suite (its IANA number).",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_401(cx)),
         },
@@ -69,6 +70,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      certificate's identity (subject CN, through the store) maps to, and Read \
                      /3/0 answers 2.05.",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_402(cx)),
         },
@@ -92,6 +94,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      DUT registers. A handshake the server itself refuses (e.g. the client \
                      certificate) is Inconclusive.",
                 ),
+                unscaled_timeout: false,
             },
             body: |cx| Box::pin(int_403(cx)),
         },

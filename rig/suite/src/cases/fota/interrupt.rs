@@ -262,6 +262,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                     "See rig/suite/src/cases/fota/interrupt.rs: interruption at 50% of the 1 MiB \
                      image; figures against the uninterrupted baseline of the same path.",
                 ),
+                unscaled_timeout: false,
             },
             body,
         });
