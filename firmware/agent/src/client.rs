@@ -36,6 +36,7 @@ use crate::console::{Command, Output};
 use crate::objects::{ObjectStore, Refusal};
 use crate::observe::Observations;
 
+mod core;
 mod dm;
 
 /// What follows a De-register.
@@ -93,6 +94,8 @@ pub struct Client {
     /// Console `send`s that came while the Register was in flight; they go
     /// out once it succeeds (and fail if it does not).
     sends_after_register: Vec<Vec<String>>,
+    /// Connectivity Statistics collection (`client/core.rs`).
+    stats: core::Stats,
 }
 
 impl Client {
@@ -126,6 +129,7 @@ impl Client {
             composite: Vec::new(),
             fota,
             sends_after_register: Vec::new(),
+            stats: core::Stats::default(),
         }
     }
 
@@ -164,11 +168,13 @@ impl Client {
     /// The next datagram to send: `(destination, bytes)`.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
         if let Some(t) = self.leftover.pop_front() {
+            self.core_count(true, t.1.len());
             return Some(t);
         }
         let t = self.coap.poll_transmit().map(|t| (t.peer, t.payload));
-        if t.is_some() {
+        if let Some((_, bytes)) = &t {
             self.queue.on_traffic(self.last_now);
+            self.core_count(true, bytes.len());
         }
         t
     }
@@ -192,6 +198,7 @@ impl Client {
             self.observations.poll_timeout(),
             self.queue.poll_timeout(),
             self.fota.poll_timeout(),
+            self.core_poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -211,6 +218,7 @@ impl Client {
             return;
         }
         self.queue.on_traffic(now);
+        self.core_count(false, bytes.len());
         self.coap.handle_datagram(now, peer, bytes);
         self.process(now);
         self.pump(now);
@@ -232,6 +240,7 @@ impl Client {
             self.log("disable timeout over: registering again".into());
             self.reg.register(now);
         }
+        self.core_timeout(now);
         self.observe_timeout(now);
         self.pump(now);
     }
@@ -558,6 +567,8 @@ impl Client {
             Method::Post if path.instance_id().is_some() => self.write(req, &path, false),
             Method::Fetch if path.is_root() => (self.dm_fetch(req), None),
             Method::IPatch if path.is_root() => self.dm_ipatch(req),
+            Method::Post if path.level() == 1 => self.core_create(req, &path),
+            Method::Delete if path.level() == 2 => self.core_delete(&path),
             Method::Post | Method::Delete => {
                 (message::response(ResponseCode::MethodNotAllowed), None)
             }
@@ -693,7 +704,10 @@ impl Client {
             (1, 9) => Some(Action::Bootstrap),
             (3, 4) => (!self.dm_suppress_reboot()).then_some(Action::Reboot),
             (3, 5) => Some(Action::FactoryReset),
-            _ => None,
+            _ => {
+                self.core_execute(path);
+                None
+            }
         };
         // The store only accepts the executables listed above.
         let code = if (ids[0], ids[2]) == (1, 8) && self.cfg.deviates(Deviation::TriggerWrongCode) {
@@ -747,6 +761,7 @@ impl Client {
             Action::Bootstrap => {
                 self.bootstrap_requested = !self.cfg.deviates(Deviation::IgnoreBootstrapTrigger)
             }
+            Action::ObjectsChanged(path) => self.core_objects_changed(now, path),
         }
     }
 }
@@ -764,6 +779,8 @@ enum Action {
     FactoryReset,
     /// Bootstrap-Request Trigger (`/1/x/9`): bootstrap again.
     Bootstrap,
+    /// An instance was created or deleted (`client/core.rs`).
+    ObjectsChanged(ObjectPath),
 }
 
 fn code_name(c: ResponseCode) -> &'static str {
@@ -829,7 +846,13 @@ fn registration_config(cfg: &AgentConfig, store: &ObjectStore) -> RegistrationCo
 fn object_links(store: &ObjectStore, list_security: bool) -> String {
     let mut links = Vec::new();
     let mut last_object = None;
-    for (o, i) in store.instances() {
+    // Objects served without an instance are listed as `</o>` in id order
+    // (only with `--objects`: a Portfolio whose instances were deleted).
+    let mut entries: Vec<(u16, Option<u16>)> =
+        store.instances().map(|(o, i)| (o, Some(i))).collect();
+    entries.extend(store.empty_objects().into_iter().map(|o| (o, None)));
+    entries.sort();
+    for (o, i) in entries {
         if o == crate::objects::SECURITY && !list_security {
             continue;
         }
@@ -846,7 +869,13 @@ fn object_links(store: &ObjectStore, list_security: bool) -> String {
                 links.push(l);
             }
         }
-        links.push(Link::path(ObjectPath::instance(o, i)));
+        match i {
+            Some(i) => links.push(Link::path(ObjectPath::instance(o, i))),
+            None if store.object_version(o) == "1.0" => {
+                links.push(Link::path(ObjectPath::object(o)))
+            }
+            None => {}
+        }
     }
     link::format(&links)
 }
@@ -923,7 +952,10 @@ impl Client {
             .observations
             .write_attributes(now, *path, &attrs, defaults)
         {
-            Ok(()) => message::response(ResponseCode::Changed),
+            Ok(()) => {
+                self.dm_composite_attributes_changed(now, path);
+                message::response(ResponseCode::Changed)
+            }
             Err(why) => {
                 self.log(format!("Write-Attributes on {path}: {why}"));
                 message::response(ResponseCode::BadRequest)

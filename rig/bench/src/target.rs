@@ -209,6 +209,10 @@ pub fn agent_args(config: &DutConfig) -> Vec<String> {
     extra.extend(security_args(config));
     extra.extend(scenario_args(config));
     extra.extend(fota_args(config));
+    // The core-object cases' extra objects (`--objects`, agent README).
+    if let Some(list) = config.extra.get("objects") {
+        extra.extend(["--objects".to_string(), list.clone()]);
+    }
     extra
 }
 
