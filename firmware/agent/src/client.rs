@@ -38,6 +38,7 @@ use crate::observe::Observations;
 
 mod core;
 mod dm;
+mod multi;
 
 /// What follows a De-register.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,6 +97,8 @@ pub struct Client {
     sends_after_register: Vec<Vec<String>>,
     /// Connectivity Statistics collection (`client/core.rs`).
     stats: core::Stats,
+    /// The second server of `--server2` (`client/multi.rs`).
+    second: Option<multi::Second>,
 }
 
 impl Client {
@@ -107,7 +110,16 @@ impl Client {
         let mut fota = crate::fota::Fota::new(&cfg);
         fota.install(&mut store);
         let reg = ClientRegistration::new(registration_config(&cfg, &store));
+        let second = match cfg.server2_addr() {
+            Some(Ok(addr)) => Some(multi::Second::new(
+                addr,
+                ClientRegistration::new(registration_config(&cfg, &store)),
+                cfg.time_scale_u32(),
+            )),
+            _ => None,
+        };
         Client {
+            second,
             coap: Endpoint::new(coap::Config::default(), seed),
             observations: Observations::new(cfg.time_scale_u32()),
             last_now: Instant::ZERO,
@@ -150,6 +162,7 @@ impl Client {
     /// behaviour and not as a DUT that never came up): sends the first Register.
     pub fn start_announced(&mut self, now: Instant) {
         self.reg.register(now);
+        self.second_register(now);
         self.pump(now);
     }
 
@@ -199,6 +212,7 @@ impl Client {
             self.queue.poll_timeout(),
             self.fota.poll_timeout(),
             self.core_poll_timeout(),
+            self.second_poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -241,7 +255,13 @@ impl Client {
             self.reg.register(now);
         }
         self.core_timeout(now);
+        self.second_timeout(now);
         self.observe_timeout(now);
+        if self.second.is_some() {
+            self.swap_second();
+            self.observe_timeout(now);
+            self.swap_second();
+        }
         self.pump(now);
     }
 
@@ -331,6 +351,7 @@ impl Client {
     /// Sends whatever the registration machine has queued.
     fn pump(&mut self, now: Instant) {
         self.fota_pump(now);
+        self.second_pump(now);
         if self.reg_request.is_some() {
             return;
         }
@@ -458,6 +479,7 @@ impl Client {
         self.observations.clear(factory);
         self.composite.clear();
         self.reg.register(now);
+        self.second_register(now);
     }
 
     fn log(&mut self, line: String) {
@@ -489,7 +511,11 @@ impl Client {
                     if reset { "reset" } else { "not acknowledged" }
                 )),
                 Event::ObservationCancelled { id, reason, .. } => {
-                    if self.observations.cancel(id) {
+                    let second = self
+                        .second
+                        .as_mut()
+                        .is_some_and(|s| s.observations.cancel(id));
+                    if self.observations.cancel(id) || second {
                         self.log(format!("observation {} cancelled ({reason:?})", id.0));
                     }
                 }
@@ -500,6 +526,9 @@ impl Client {
     }
 
     fn on_response(&mut self, now: Instant, id: RequestId, result: Result<Packet, String>) {
+        if self.second_response(now, id, &result) {
+            return;
+        }
         if self.reg_request != Some(id) {
             return self.log(format!("<- late answer to request {}", id.0));
         }
@@ -525,7 +554,12 @@ impl Client {
 
     fn on_request(&mut self, now: Instant, id: IncomingId, peer: SocketAddr, request: Packet) {
         let line = describe(&request);
-        let (response, action) = if peer != self.server {
+        // A request of the second server sees its own observations.
+        let second = self.is_second(peer);
+        if second {
+            self.swap_second();
+        }
+        let (response, action) = if peer != self.server && !second {
             (message::response(ResponseCode::Unauthorized), None)
         } else {
             self.dispatch(&request)
@@ -537,6 +571,9 @@ impl Client {
         self.answer(now, id, &request, response, &line);
         if let Some(action) = action {
             self.act(now, action);
+        }
+        if second {
+            self.swap_second();
         }
         self.pump(now);
     }

@@ -121,6 +121,15 @@ pub struct AgentConfig {
     /// Device object's UTC Offset `/3/0/14` and Timezone `/3/0/15`.
     #[arg(long, value_name = "LIST", default_value = "", value_parser = parse_objects)]
     pub objects: ObjectList,
+    /// A second LwM2M server, `coap://host:port` (NoSec; ETS configuration
+    /// C.14): server account `/0/1` + `/1/1` with Short Server ID
+    /// `--ssid2`. The agent registers with both servers; each server's
+    /// Write-Attributes and observations are its own.
+    #[arg(long, value_name = "URI", conflicts_with = "bootstrap_uri")]
+    pub server2: Option<String>,
+    /// Short Server ID of `--server2`.
+    #[arg(long, value_name = "ID", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..65535))]
+    pub ssid2: u16,
     /// Test object `/33333/0/0` (string) at start.
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub test_string: String,
@@ -350,6 +359,8 @@ pub enum Deviation {
     StatsCountAfterStop,
     /// Answer Delete of a Portfolio instance 2.02 but keep it (int-1635).
     DeleteKeepsInstance,
+    /// Keep one set of written attributes for both servers of `--server2` (int-951).
+    SharedAttributes,
 }
 
 fn parse_scale(s: &str) -> Result<f64, String> {
@@ -452,6 +463,18 @@ impl AgentConfig {
             }
         };
         Ok(Some(rig_dtls::ClientConfig::new(creds)))
+    }
+
+    /// The socket address of `--server2` (NoSec `coap://` only), if given.
+    pub fn server2_addr(&self) -> Option<Result<std::net::SocketAddr, String>> {
+        let uri = self.server2.as_ref()?;
+        let mut c = self.clone();
+        c.server = uri.clone();
+        c.security = SecurityMode::Nosec;
+        Some(
+            c.server_addr()
+                .map_err(|e| e.replace("--server ", "--server2 ")),
+        )
     }
 
     /// The server's socket address from `--server` (`coap://host:port`, port

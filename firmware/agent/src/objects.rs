@@ -138,6 +138,21 @@ impl ObjectStore {
         s.set(r(TEST_OBJECT, 0, 2), Value::Float(cfg.test_float));
         s.set(r(TEST_OBJECT, 0, 3), Value::Boolean(cfg.test_bool));
         s.install_extra_objects(cfg);
+        if let Some(uri) = &cfg.server2 {
+            // ETS configuration C.14: a second server account.
+            s.instances.insert((SECURITY, 1));
+            s.set(r(0, 1, 0), Value::String(uri.clone()));
+            s.set(r(0, 1, 1), Value::Boolean(false));
+            s.set(r(0, 1, 2), Value::Integer(3));
+            s.set(r(0, 1, 10), Value::Integer(i64::from(cfg.ssid2)));
+            s.instances.insert((SERVER, 1));
+            s.set(r(1, 1, 0), Value::Integer(i64::from(cfg.ssid2)));
+            s.set(r(1, 1, 1), Value::UnsignedInteger(u64::from(cfg.lifetime)));
+            s.set(r(1, 1, 5), Value::Integer(i64::from(cfg.disable_timeout)));
+            s.set(r(1, 1, 6), Value::Boolean(false));
+            s.set(r(1, 1, 7), Value::String(cfg.binding.clone()));
+            s.executables.insert(r(1, 1, 8));
+        }
         s
     }
 

@@ -11,7 +11,6 @@
 mod common;
 
 use common::dut::run;
-use rig_report::events::Verdict;
 
 async fn passes(n: u16, time_scale: f64) {
     if let Err(f) = run(n, time_scale, &[]).await {
@@ -50,17 +49,8 @@ pass! {
     int_901_connectivity_statistics_collect => 901, 1.0;
     int_905_collection_period => 905, 1.0;
     int_910_connectivity_statistics_observe => 910, 5.0;
+    int_950_two_servers_register => 950, 1.0;
+    int_951_attributes_per_server => 951, 1.0;
     int_1630_create_portfolio_instance => 1630, 1.0;
     int_1635_delete_portfolio_instances => 1635, 1.0;
-}
-
-/// 950 and 951 need configuration C.14 (two servers): Not Applicable, with
-/// the reason, never a pass nor a silent skip.
-#[tokio::test]
-async fn multi_server_cases_are_not_applicable_with_the_reason() {
-    for n in [950, 951] {
-        let f = run(n, 1.0, &[]).await.unwrap_err();
-        assert_eq!(f.verdict, Verdict::NotApplicable, "int-{n}: {}", f.message);
-        assert!(f.message.contains("C.14"), "int-{n}: {}", f.message);
-    }
 }

@@ -103,3 +103,16 @@ async fn delete_keeping_the_instance_fails_1635() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn attributes_shared_between_servers_fail_951() {
+    caught(
+        "shared-attributes",
+        &[(
+            951,
+            "server 1: Discover /3/0 must show only its own attributes on </3/0> (pmax=10;pmin=2)",
+        )],
+        &[950],
+    )
+    .await;
+}

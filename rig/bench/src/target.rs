@@ -213,6 +213,10 @@ pub fn agent_args(config: &DutConfig) -> Vec<String> {
     if let Some(list) = config.extra.get("objects") {
         extra.extend(["--objects".to_string(), list.clone()]);
     }
+    // ETS configuration C.14 (int-950, 951): a second server account.
+    if let Some(uri) = config.extra.get("server2_uri") {
+        extra.extend(["--server2".to_string(), uri.clone()]);
+    }
     extra
 }
 

@@ -146,6 +146,7 @@ impl Client {
             self.cfg.deviates(Deviation::ListSecurityObject),
         );
         self.reg.set_objects(now, &links);
+        self.second_set_objects(now, &links);
         self.values_changed(now, &[path]);
     }
 

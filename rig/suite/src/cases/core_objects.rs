@@ -246,9 +246,11 @@ pub(crate) fn cases() -> Vec<CaseDef> {
             "Multi-Servers Registration",
             Core,
             30,
-            "Needs configuration C.14 (two server accounts, SSID 1 and 2, and ACL \
-             instances). The bench provisions a DUT with one server account (DutConfig \
-             carries one server URI and SSID), so C.14 cannot be reached: Not Applicable.",
+            "Configuration C.14 without access control instances (the rig does not check \
+             ACLs): a second server (SSID 2) is bound next to the rig's server and given to \
+             the DUT (DutConfig extra `server2_uri`). Each server must get its own Register \
+             (2.01) promptly, and each must be able to Read /3/0/0. A DUT that never \
+             registers with the second server cannot reach C.14: Not Applicable.",
             |cx| Box::pin(int_950(cx)),
         ),
         case(
@@ -256,7 +258,9 @@ pub(crate) fn cases() -> Vec<CaseDef> {
             "Multi-Servers & Attributes",
             Core,
             30,
-            "Needs configuration C.14, as 950: Not Applicable for the same reason.",
+            "Configuration C.14 as in 950. Server 1 writes /3/0?pmin=2&pmax=10, server 2 \
+             /3/0?pmin=15&pmax=50; each Discovers /3/0 and must see exactly its own pmin and \
+             pmax on </3/0> (attributes are per server, LwM2M 1.1 Core TS §5.1.2).",
             |cx| Box::pin(int_951(cx)),
         ),
         case(
@@ -644,16 +648,136 @@ async fn int_905(cx: &mut CaseContext) -> CaseResult {
 
 // ---- multi-server (950, 951) -----------------------------------------------
 
-const NO_C14: &str = "configuration C.14 (two LwM2M server accounts, SSID 1 and 2, with Access \
-     Control instances) cannot be reached: the bench provisions the DUT with one server account \
-     (DutConfig carries one server URI and SSID) and the reference agent serves one server";
-
-async fn int_950(_cx: &mut CaseContext) -> CaseResult {
-    Err(CaseFailure::not_applicable(NO_C14))
+/// The second LwM2M server of configuration C.14 (SSID 2), bound next to
+/// the case's server.
+async fn second_server(cx: &CaseContext) -> Result<lwm2m::Lwm2mServer, CaseFailure> {
+    let socket = cx
+        .net
+        .bind_udp(0)
+        .map_err(|e| CaseFailure::infra(format!("cannot bind the second LwM2M server: {e}")))?;
+    let config = lwm2m::ServerConfig {
+        time_scale: cx.time_scale,
+        ..cx.server.config().clone()
+    };
+    lwm2m::Lwm2mServer::from_std(socket, config)
+        .map_err(|e| CaseFailure::infra(format!("cannot start the second LwM2M server: {e}")))
 }
 
-async fn int_951(_cx: &mut CaseContext) -> CaseResult {
-    Err(CaseFailure::not_applicable(NO_C14))
+/// Starts the DUT in C.14 (C.1 + a second server account, `server2_uri`)
+/// and waits for its Register at both servers. Not Applicable when the
+/// second server sees no Register (the DUT cannot hold C.14).
+async fn begin_c14(cx: &mut CaseContext) -> Result<lwm2m::Lwm2mServer, CaseFailure> {
+    let s2 = second_server(cx).await?;
+    let mut events2 = s2.events();
+    let mut cfg = start::dut_config(cx, EtsConfig::C1);
+    cfg.extra.insert("server2_uri".to_string(), s2.uri());
+    start::start_and_wait_register(cx, &cfg, "C.14 (two servers)").await?;
+    let wait = prompt_wait(cx, Duration::from_secs(10));
+    let ep = cx.endpoint.clone();
+    let got = lwm2m::wait_for(
+        &mut events2,
+        wait,
+        |e| matches!(e, ServerEvent::Registered { endpoint, .. } if *endpoint == ep),
+    )
+    .await;
+    if got.is_none() && s2.registration(&cx.endpoint).is_none() {
+        return Err(CaseFailure::not_applicable(format!(
+            "could not reach configuration C.14: the DUT registered with the first server but \
+             not with the second ({}) within {}; it cannot hold two server accounts",
+            s2.uri(),
+            secs(wait)
+        )));
+    }
+    cx.server.clear_deviations(&cx.endpoint);
+    Ok(s2)
+}
+
+async fn int_950(cx: &mut CaseContext) -> CaseResult {
+    let s2 = begin_c14(cx).await?;
+    // Each server got its own Register (2.01) and a registration of its own.
+    for (name, server) in [("server 1", &cx.server), ("server 2", &s2)] {
+        match server.registration(&cx.endpoint) {
+            Some(r) if r.object_links.iter().any(|l| l == "/1/0" || l == "/1/1") => {}
+            Some(r) => {
+                return Err(CaseFailure::fail(format!(
+                    "{name}: the Register lists no Server object instance: {}",
+                    r.object_links.join(", ")
+                )));
+            }
+            None => {
+                return Err(CaseFailure::fail(format!(
+                    "{name}: expected a registration of `{}`, saw none",
+                    cx.endpoint
+                )));
+            }
+        }
+    }
+    // Both servers can manage the device.
+    read(cx, "/3/0/0", None).await?;
+    expect(
+        "Read /3/0/0 from server 2",
+        s2.read(&cx.endpoint, &path("/3/0/0")?, None).await,
+        Code::CONTENT,
+    )?;
+    let d2 = s2.deviations(&cx.endpoint);
+    if !d2.is_empty() {
+        return Err(CaseFailure::fail(format!(
+            "server 2 recorded {} deviation(s): {}",
+            d2.len(),
+            d2.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    s2.shutdown();
+    no_deviations(cx)
+}
+
+/// The parameters of link `target` in a Discover answer, sorted.
+fn link_params(text: &str, target: &str) -> Option<Vec<String>> {
+    text.split(',').find_map(|l| {
+        let mut parts = l.trim().split(';');
+        (parts.next().map(str::trim) == Some(target)).then(|| {
+            let mut p: Vec<String> = parts.map(|x| x.trim().to_string()).collect();
+            p.sort();
+            p
+        })
+    })
+}
+
+async fn int_951(cx: &mut CaseContext) -> CaseResult {
+    let s2 = begin_c14(cx).await?;
+    write_attributes(cx, "/3/0", "pmin=2&pmax=10").await?;
+    cx.step("server 2: Write-Attributes /3/0?pmin=15&pmax=50");
+    expect(
+        "Write-Attributes /3/0?pmin=15&pmax=50 from server 2",
+        s2.write_attributes(&cx.endpoint, &path("/3/0")?, "pmin=15&pmax=50")
+            .await,
+        Code::CHANGED,
+    )?;
+    let d1 = discover(cx, "/3/0").await?;
+    cx.step("server 2: discovering /3/0");
+    let d2 = expect(
+        "Discover /3/0 from server 2",
+        s2.discover(&cx.endpoint, &path("/3/0")?).await,
+        Code::CONTENT,
+    )?
+    .text();
+    for (name, got, want) in [
+        ("server 1", &d1, ["pmax=10", "pmin=2"]),
+        ("server 2", &d2, ["pmax=50", "pmin=15"]),
+    ] {
+        let params = link_params(got, "</3/0>");
+        if params.as_deref() != Some(&want.map(String::from)[..]) {
+            return Err(CaseFailure::fail(format!(
+                "{name}: Discover /3/0 must show only its own attributes on </3/0> ({}), saw `{got}`",
+                want.join(";")
+            )));
+        }
+    }
+    s2.shutdown();
+    no_deviations(cx)
 }
 
 // ---- Portfolio (1630, 1635, 228-234) ------------------------------------------
