@@ -119,7 +119,8 @@ pub struct AgentConfig {
     /// (Connectivity Monitoring), 6 (Location), 7 (Connectivity Statistics)
     /// and 16 (Portfolio), or `core` for all four. Any of them also sets the
     /// Device object's UTC Offset `/3/0/14` and Timezone `/3/0/15`.
-    #[arg(long, value_name = "LIST", default_value = "", value_parser = parse_objects)]
+    /// The last `--objects` given wins.
+    #[arg(long, value_name = "LIST", default_value = "", value_parser = parse_objects, overrides_with = "objects")]
     pub objects: ObjectList,
     /// A second LwM2M server, `coap://host:port` (NoSec; ETS configuration
     /// C.14): server account `/0/1` + `/1/1` with Short Server ID

@@ -11,6 +11,7 @@
 mod common;
 
 use common::dut::run;
+use rig_report::events::Verdict;
 
 async fn passes(n: u16, time_scale: f64) {
     if let Err(f) = run(n, time_scale, &[]).await {
@@ -53,4 +54,26 @@ pass! {
     int_951_attributes_per_server => 951, 1.0;
     int_1630_create_portfolio_instance => 1630, 1.0;
     int_1635_delete_portfolio_instances => 1635, 1.0;
+}
+
+/// A DUT that does not register an object a case needs makes that case Not
+/// Applicable, naming the object (here the agent keeps only the Portfolio:
+/// its last `--objects` wins over the one the case asks for).
+#[tokio::test]
+async fn a_missing_object_makes_its_case_not_applicable() {
+    for (n, object) in [
+        (701, "object 4 (Connectivity Monitoring)"),
+        (801, "object 6 (Location)"),
+    ] {
+        let f = run(n, 1.0, &["--objects", "16"]).await.unwrap_err();
+        assert_eq!(f.verdict, Verdict::NotApplicable, "int-{n}: {}", f.message);
+        assert!(
+            f.message
+                .contains(&format!("the DUT does not register {object}")),
+            "int-{n}: {}",
+            f.message
+        );
+    }
+    // The Portfolio cases still run.
+    run(1630, 1.0, &["--objects", "16"]).await.unwrap();
 }
