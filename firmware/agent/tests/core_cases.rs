@@ -33,23 +33,26 @@ pass! {
     int_230_write_composite_with_portfolio => 230, 1.0;
     int_233_set_in_senml_cbor => 233, 1.0;
     int_234_set_in_senml_json => 234, 1.0;
-    // pmin 30 s, pmax 45 s: at scale 10, 3-4.5 s.
-    int_308_observe_composite_sees_create => 308, 10.0;
-    int_309_observe_composite_sees_delete => 309, 10.0;
-    // pmax 5 s over a 20 s window: at scale 4, 1.25 s over 5 s.
-    int_310_observe_composite_takes_new_pmax => 310, 4.0;
+    // The windowed cases run at small time scales: the tolerance is 1 s
+    // scaled + 0.25 s real, and a loaded 2-core machine delays the agent by
+    // more than 0.45 s at times (seen at scale 5 with rig run --repeat).
+    // pmin 30 s, pmax 45 s: at scale 5, 6-9 s.
+    int_308_observe_composite_sees_create => 308, 5.0;
+    int_309_observe_composite_sees_delete => 309, 5.0;
+    // pmax 5 s over a 20 s window: at scale 2, 2.5 s over 10 s.
+    int_310_observe_composite_takes_new_pmax => 310, 2.0;
     int_651_device_time_and_zone => 651, 1.0;
     int_652_firmware_version => 652, 1.0;
     int_680_create_on_device_refused => 680, 1.0;
     int_685_delete_device_refused => 685, 1.0;
     int_701_connectivity_monitoring_read => 701, 1.0;
-    // pmin 2 s, pmax 10 s over a 25 s window: at scale 5, 2 s / 5 s.
-    int_710_connectivity_monitoring_observe => 710, 5.0;
+    // pmin 2 s, pmax 10 s over a 25 s window: at scale 2, 1 s / 5 s / 12.5 s.
+    int_710_connectivity_monitoring_observe => 710, 2.0;
     int_801_location_read => 801, 1.0;
-    int_810_location_observe => 810, 5.0;
+    int_810_location_observe => 810, 2.0;
     int_901_connectivity_statistics_collect => 901, 1.0;
     int_905_collection_period => 905, 1.0;
-    int_910_connectivity_statistics_observe => 910, 5.0;
+    int_910_connectivity_statistics_observe => 910, 2.0;
     int_950_two_servers_register => 950, 1.0;
     int_951_attributes_per_server => 951, 1.0;
     int_1630_create_portfolio_instance => 1630, 1.0;
