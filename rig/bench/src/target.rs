@@ -907,3 +907,32 @@ impl Drop for ProcessDut {
         }
     }
 }
+
+#[cfg(test)]
+mod core_object_args {
+    use super::*;
+
+    #[test]
+    fn objects_and_a_second_server_become_agent_options() {
+        let mut config = DutConfig {
+            endpoint: "ep".into(),
+            server_uri: "coap://127.0.0.1:5683".into(),
+            ssid: 1,
+            lifetime_s: 86_400,
+            binding: "U".into(),
+            default_pmin_s: None,
+            default_pmax_s: None,
+            time_scale: 1.0,
+            extra: Default::default(),
+        };
+        let plain = agent_args(&config);
+        assert!(!plain.iter().any(|a| a == "--objects" || a == "--server2"));
+        config.extra.insert("objects".into(), "4,6,7,16".into());
+        config
+            .extra
+            .insert("server2_uri".into(), "coap://127.0.0.1:5700".into());
+        let args = agent_args(&config).join(" ");
+        assert!(args.contains("--objects 4,6,7,16"), "{args}");
+        assert!(args.contains("--server2 coap://127.0.0.1:5700"), "{args}");
+    }
+}
