@@ -1,5 +1,7 @@
-//! The agent's object store: objects 0, 1, 3 and 33333 as data, and the
-//! LwM2M access rules for Read, Write and Execute on them.
+//! The agent's object store: objects 0, 1, 3 and 33333 as data (with
+//! `--objects`, also 4, 6, 7 and 16; with `--server2`, a second server
+//! account), and the LwM2M access rules for Read, Write, Execute, Create
+//! and Delete on them.
 //!
 //! Values are kept flat, as rig-proto's [`Record`]s are: one [`Value`] per
 //! resource path (`/o/i/r`) or resource-instance path (`/o/i/r/ri`). Types,
