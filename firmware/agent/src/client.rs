@@ -36,7 +36,9 @@ use crate::console::{Command, Output};
 use crate::objects::{ObjectStore, Refusal};
 use crate::observe::Observations;
 
+mod core;
 mod dm;
+mod multi;
 
 /// What follows a De-register.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -93,6 +95,10 @@ pub struct Client {
     /// Console `send`s that came while the Register was in flight; they go
     /// out once it succeeds (and fail if it does not).
     sends_after_register: Vec<Vec<String>>,
+    /// Connectivity Statistics collection (`client/core.rs`).
+    stats: core::Stats,
+    /// The second server of `--server2` (`client/multi.rs`).
+    second: Option<multi::Second>,
 }
 
 impl Client {
@@ -104,7 +110,16 @@ impl Client {
         let mut fota = crate::fota::Fota::new(&cfg);
         fota.install(&mut store);
         let reg = ClientRegistration::new(registration_config(&cfg, &store));
+        let second = match cfg.server2_addr() {
+            Some(Ok(addr)) => Some(multi::Second::new(
+                addr,
+                ClientRegistration::new(registration_config(&cfg, &store)),
+                cfg.time_scale_u32(),
+            )),
+            _ => None,
+        };
         Client {
+            second,
             coap: Endpoint::new(coap::Config::default(), seed),
             observations: Observations::new(cfg.time_scale_u32()),
             last_now: Instant::ZERO,
@@ -126,6 +141,7 @@ impl Client {
             composite: Vec::new(),
             fota,
             sends_after_register: Vec::new(),
+            stats: core::Stats::default(),
         }
     }
 
@@ -146,6 +162,7 @@ impl Client {
     /// behaviour and not as a DUT that never came up): sends the first Register.
     pub fn start_announced(&mut self, now: Instant) {
         self.reg.register(now);
+        self.second_register(now);
         self.pump(now);
     }
 
@@ -164,11 +181,13 @@ impl Client {
     /// The next datagram to send: `(destination, bytes)`.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
         if let Some(t) = self.leftover.pop_front() {
+            self.core_count(true, t.1.len());
             return Some(t);
         }
         let t = self.coap.poll_transmit().map(|t| (t.peer, t.payload));
-        if t.is_some() {
+        if let Some((_, bytes)) = &t {
             self.queue.on_traffic(self.last_now);
+            self.core_count(true, bytes.len());
         }
         t
     }
@@ -192,6 +211,8 @@ impl Client {
             self.observations.poll_timeout(),
             self.queue.poll_timeout(),
             self.fota.poll_timeout(),
+            self.core_poll_timeout(),
+            self.second_poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -211,6 +232,7 @@ impl Client {
             return;
         }
         self.queue.on_traffic(now);
+        self.core_count(false, bytes.len());
         self.coap.handle_datagram(now, peer, bytes);
         self.process(now);
         self.pump(now);
@@ -232,7 +254,14 @@ impl Client {
             self.log("disable timeout over: registering again".into());
             self.reg.register(now);
         }
+        self.core_timeout(now);
+        self.second_timeout(now);
         self.observe_timeout(now);
+        if self.second.is_some() {
+            self.swap_second();
+            self.observe_timeout(now);
+            self.swap_second();
+        }
         self.pump(now);
     }
 
@@ -322,6 +351,7 @@ impl Client {
     /// Sends whatever the registration machine has queued.
     fn pump(&mut self, now: Instant) {
         self.fota_pump(now);
+        self.second_pump(now);
         if self.reg_request.is_some() {
             return;
         }
@@ -449,6 +479,7 @@ impl Client {
         self.observations.clear(factory);
         self.composite.clear();
         self.reg.register(now);
+        self.second_register(now);
     }
 
     fn log(&mut self, line: String) {
@@ -480,7 +511,11 @@ impl Client {
                     if reset { "reset" } else { "not acknowledged" }
                 )),
                 Event::ObservationCancelled { id, reason, .. } => {
-                    if self.observations.cancel(id) {
+                    let second = self
+                        .second
+                        .as_mut()
+                        .is_some_and(|s| s.observations.cancel(id));
+                    if self.observations.cancel(id) || second {
                         self.log(format!("observation {} cancelled ({reason:?})", id.0));
                     }
                 }
@@ -491,6 +526,9 @@ impl Client {
     }
 
     fn on_response(&mut self, now: Instant, id: RequestId, result: Result<Packet, String>) {
+        if self.second_response(now, id, &result) {
+            return;
+        }
         if self.reg_request != Some(id) {
             return self.log(format!("<- late answer to request {}", id.0));
         }
@@ -516,7 +554,12 @@ impl Client {
 
     fn on_request(&mut self, now: Instant, id: IncomingId, peer: SocketAddr, request: Packet) {
         let line = describe(&request);
-        let (response, action) = if peer != self.server {
+        // A request of the second server sees its own observations.
+        let second = self.is_second(peer);
+        if second {
+            self.swap_second();
+        }
+        let (response, action) = if peer != self.server && !second {
             (message::response(ResponseCode::Unauthorized), None)
         } else {
             self.dispatch(&request)
@@ -528,6 +571,9 @@ impl Client {
         self.answer(now, id, &request, response, &line);
         if let Some(action) = action {
             self.act(now, action);
+        }
+        if second {
+            self.swap_second();
         }
         self.pump(now);
     }
@@ -558,6 +604,8 @@ impl Client {
             Method::Post if path.instance_id().is_some() => self.write(req, &path, false),
             Method::Fetch if path.is_root() => (self.dm_fetch(req), None),
             Method::IPatch if path.is_root() => self.dm_ipatch(req),
+            Method::Post if path.level() == 1 => self.core_create(req, &path),
+            Method::Delete if path.level() == 2 => self.core_delete(&path),
             Method::Post | Method::Delete => {
                 (message::response(ResponseCode::MethodNotAllowed), None)
             }
@@ -693,7 +741,10 @@ impl Client {
             (1, 9) => Some(Action::Bootstrap),
             (3, 4) => (!self.dm_suppress_reboot()).then_some(Action::Reboot),
             (3, 5) => Some(Action::FactoryReset),
-            _ => None,
+            _ => {
+                self.core_execute(path);
+                None
+            }
         };
         // The store only accepts the executables listed above.
         let code = if (ids[0], ids[2]) == (1, 8) && self.cfg.deviates(Deviation::TriggerWrongCode) {
@@ -747,6 +798,7 @@ impl Client {
             Action::Bootstrap => {
                 self.bootstrap_requested = !self.cfg.deviates(Deviation::IgnoreBootstrapTrigger)
             }
+            Action::ObjectsChanged(path) => self.core_objects_changed(now, path),
         }
     }
 }
@@ -764,6 +816,8 @@ enum Action {
     FactoryReset,
     /// Bootstrap-Request Trigger (`/1/x/9`): bootstrap again.
     Bootstrap,
+    /// An instance was created or deleted (`client/core.rs`).
+    ObjectsChanged(ObjectPath),
 }
 
 fn code_name(c: ResponseCode) -> &'static str {
@@ -829,7 +883,13 @@ fn registration_config(cfg: &AgentConfig, store: &ObjectStore) -> RegistrationCo
 fn object_links(store: &ObjectStore, list_security: bool) -> String {
     let mut links = Vec::new();
     let mut last_object = None;
-    for (o, i) in store.instances() {
+    // Objects served without an instance are listed as `</o>` in id order
+    // (only with `--objects`: a Portfolio whose instances were deleted).
+    let mut entries: Vec<(u16, Option<u16>)> =
+        store.instances().map(|(o, i)| (o, Some(i))).collect();
+    entries.extend(store.empty_objects().into_iter().map(|o| (o, None)));
+    entries.sort();
+    for (o, i) in entries {
         if o == crate::objects::SECURITY && !list_security {
             continue;
         }
@@ -846,7 +906,13 @@ fn object_links(store: &ObjectStore, list_security: bool) -> String {
                 links.push(l);
             }
         }
-        links.push(Link::path(ObjectPath::instance(o, i)));
+        match i {
+            Some(i) => links.push(Link::path(ObjectPath::instance(o, i))),
+            None if store.object_version(o) == "1.0" => {
+                links.push(Link::path(ObjectPath::object(o)))
+            }
+            None => {}
+        }
     }
     link::format(&links)
 }
@@ -923,7 +989,10 @@ impl Client {
             .observations
             .write_attributes(now, *path, &attrs, defaults)
         {
-            Ok(()) => message::response(ResponseCode::Changed),
+            Ok(()) => {
+                self.dm_composite_attributes_changed(now, path);
+                message::response(ResponseCode::Changed)
+            }
             Err(why) => {
                 self.log(format!("Write-Attributes on {path}: {why}"));
                 message::response(ResponseCode::BadRequest)

@@ -114,6 +114,23 @@ pub struct AgentConfig {
     /// --time-scale).
     #[arg(long, value_name = "S")]
     pub mqtt_keepalive: Option<f64>,
+    /// Extra objects to serve, beyond the default 0, 1, 3, 5 and 33333 (the
+    /// default Register is unchanged without it): a comma list of 4
+    /// (Connectivity Monitoring), 6 (Location), 7 (Connectivity Statistics)
+    /// and 16 (Portfolio), or `core` for all four. Any of them also sets the
+    /// Device object's UTC Offset `/3/0/14` and Timezone `/3/0/15`.
+    /// The last `--objects` given wins.
+    #[arg(long, value_name = "LIST", default_value = "", value_parser = parse_objects, overrides_with = "objects")]
+    pub objects: ObjectList,
+    /// A second LwM2M server, `coap://host:port` (NoSec; ETS configuration
+    /// C.14): server account `/0/1` + `/1/1` with Short Server ID
+    /// `--ssid2`. The agent registers with both servers; each server's
+    /// Write-Attributes and observations are its own.
+    #[arg(long, value_name = "URI", conflicts_with = "bootstrap_uri")]
+    pub server2: Option<String>,
+    /// Short Server ID of `--server2`.
+    #[arg(long, value_name = "ID", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..65535))]
+    pub ssid2: u16,
     /// Test object `/33333/0/0` (string) at start.
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub test_string: String,
@@ -164,6 +181,41 @@ pub struct AgentConfig {
     /// MQTT mode: block size of MQTT file streams (1024 or 4096).
     #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = parse_stream_block)]
     pub mqtt_stream_block: usize,
+}
+
+/// The extra objects of `--objects`, in id order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectList(pub Vec<u16>);
+
+impl ObjectList {
+    /// Whether object `id` is served.
+    pub fn has(&self, id: u16) -> bool {
+        self.0.contains(&id)
+    }
+}
+
+/// The objects `--objects` may add.
+pub const EXTRA_OBJECTS: [u16; 4] = [4, 6, 7, 16];
+
+fn parse_objects(s: &str) -> Result<ObjectList, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part == "core" {
+            out.extend(EXTRA_OBJECTS);
+            continue;
+        }
+        match part.parse::<u16>() {
+            Ok(id) if EXTRA_OBJECTS.contains(&id) => out.push(id),
+            _ => {
+                return Err(format!(
+                    "`{part}` is not an object this agent can add; use 4, 6, 7, 16 or `core`"
+                ));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(ObjectList(out))
 }
 
 fn parse_block_size(s: &str) -> Result<usize, String> {
@@ -297,6 +349,19 @@ pub enum Deviation {
     SendIgnoresMute,
     /// Label a Send of resource values as LwM2M JSON (11543) (int-311).
     SendInLwm2mJson,
+    // ---- core objects (see `client/core.rs`) ----
+    /// Accept a Create on the Device object `/3` with 2.01 (int-680).
+    CreateDeviceInstance,
+    /// Leave the mandatory IP Addresses `/4/0/4` out of Connectivity Monitoring (int-701).
+    NoIpAddresses,
+    /// Leave the mandatory Timestamp `/6/0/5` out of Location (int-801).
+    NoLocationTimestamp,
+    /// Keep counting Connectivity Statistics after Execute Stop `/7/0/7` (int-901).
+    StatsCountAfterStop,
+    /// Answer Delete of a Portfolio instance 2.02 but keep it (int-1635).
+    DeleteKeepsInstance,
+    /// Keep one set of written attributes for both servers of `--server2` (int-951).
+    SharedAttributes,
 }
 
 fn parse_scale(s: &str) -> Result<f64, String> {
@@ -399,6 +464,18 @@ impl AgentConfig {
             }
         };
         Ok(Some(rig_dtls::ClientConfig::new(creds)))
+    }
+
+    /// The socket address of `--server2` (NoSec `coap://` only), if given.
+    pub fn server2_addr(&self) -> Option<Result<std::net::SocketAddr, String>> {
+        let uri = self.server2.as_ref()?;
+        let mut c = self.clone();
+        c.server = uri.clone();
+        c.security = SecurityMode::Nosec;
+        Some(
+            c.server_addr()
+                .map_err(|e| e.replace("--server ", "--server2 ")),
+        )
     }
 
     /// The server's socket address from `--server` (`coap://host:port`, port
@@ -519,6 +596,21 @@ mod tests {
         ])
         .unwrap();
         assert!(c.dtls_config().unwrap_err().contains("/nonexistent.pem"));
+    }
+
+    #[test]
+    fn objects_list_parses_ids_and_core() {
+        assert_eq!(cfg(&[]).unwrap().objects, ObjectList::default());
+        assert_eq!(
+            cfg(&["--objects", "16,4"]).unwrap().objects,
+            ObjectList(vec![4, 16])
+        );
+        assert_eq!(
+            cfg(&["--objects", "core"]).unwrap().objects,
+            ObjectList(vec![4, 6, 7, 16])
+        );
+        let e = cfg(&["--objects", "5"]).unwrap_err().to_string();
+        assert!(e.contains("`5` is not an object"), "{e}");
     }
 
     #[test]

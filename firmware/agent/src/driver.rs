@@ -242,6 +242,9 @@ pub(crate) async fn run_lwm2m(
     log: &mpsc::UnboundedSender<String>,
 ) -> Result<SessionEnd, AgentError> {
     let server = cfg.server_addr().map_err(AgentError::Config)?;
+    if let Some(Err(e)) = cfg.server2_addr() {
+        return Err(AgentError::Config(e));
+    }
     let bind: std::net::SocketAddr = if server.is_ipv4() {
         "0.0.0.0:0"
     } else {

@@ -2,7 +2,8 @@
 //!
 //! - [`config`]: the command line.
 //! - [`console`]: the line protocol on stdin/stdout (see `README.md`).
-//! - [`objects`]: objects 0, 1, 3 and the test object 33333, with access rules.
+//! - [`objects`]: objects 0, 1, 3 and the test object 33333 (4, 6, 7, 16
+//!   with `--objects`), with access rules.
 //! - [`bootstrap`]: the accounts (/0, /1, /2) and the client-initiated
 //!   bootstrap session, sans-IO.
 //! - [`client`]: the LwM2M client logic (registration, operations), sans-IO.

@@ -1,5 +1,7 @@
-//! The agent's object store: objects 0, 1, 3 and 33333 as data, and the
-//! LwM2M access rules for Read, Write and Execute on them.
+//! The agent's object store: objects 0, 1, 3 and 33333 as data (with
+//! `--objects`, also 4, 6, 7 and 16; with `--server2`, a second server
+//! account), and the LwM2M access rules for Read, Write, Execute, Create
+//! and Delete on them.
 //!
 //! Values are kept flat, as rig-proto's [`Record`]s are: one [`Value`] per
 //! resource path (`/o/i/r`) or resource-instance path (`/o/i/r/ri`). Types,
@@ -24,6 +26,14 @@ pub const SECURITY: u16 = 0;
 pub const SERVER: u16 = 1;
 /// Device object.
 pub const DEVICE: u16 = 3;
+/// Connectivity Monitoring (`--objects`).
+pub const CONNECTIVITY_MONITORING: u16 = 4;
+/// Location (`--objects`).
+pub const LOCATION: u16 = 6;
+/// Connectivity Statistics (`--objects`).
+pub const CONNECTIVITY_STATISTICS: u16 = 7;
+/// Portfolio (`--objects`).
+pub const PORTFOLIO: u16 = 16;
 /// The rig test object.
 pub const TEST_OBJECT: u16 = rig_proto::object::defs::TEST_OBJECT_ID;
 
@@ -52,6 +62,11 @@ pub struct ObjectStore {
     /// The executable resources this agent implements (the others of the
     /// definitions are absent: 4.04).
     executables: BTreeSet<ObjectPath>,
+    /// Objects served even when they have no instance (`--objects`; a
+    /// Portfolio with every instance deleted is still `</16>`).
+    supported: BTreeSet<u16>,
+    /// Objects whose instances the server may Create and Delete (16).
+    creatable: BTreeSet<u16>,
 }
 
 impl ObjectStore {
@@ -63,6 +78,8 @@ impl ObjectStore {
             instances: BTreeSet::new(),
             values: BTreeMap::new(),
             executables: BTreeSet::new(),
+            supported: BTreeSet::new(),
+            creatable: BTreeSet::new(),
         };
         let r = ObjectPath::resource;
         s.instances.insert((SECURITY, 0));
@@ -122,7 +139,177 @@ impl ObjectStore {
         s.set(r(TEST_OBJECT, 0, 1), Value::Integer(cfg.test_int));
         s.set(r(TEST_OBJECT, 0, 2), Value::Float(cfg.test_float));
         s.set(r(TEST_OBJECT, 0, 3), Value::Boolean(cfg.test_bool));
+        s.install_extra_objects(cfg);
+        if let Some(uri) = &cfg.server2 {
+            // ETS configuration C.14: a second server account.
+            s.instances.insert((SECURITY, 1));
+            s.set(r(0, 1, 0), Value::String(uri.clone()));
+            s.set(r(0, 1, 1), Value::Boolean(false));
+            s.set(r(0, 1, 2), Value::Integer(3));
+            s.set(r(0, 1, 10), Value::Integer(i64::from(cfg.ssid2)));
+            s.instances.insert((SERVER, 1));
+            s.set(r(1, 1, 0), Value::Integer(i64::from(cfg.ssid2)));
+            s.set(r(1, 1, 1), Value::UnsignedInteger(u64::from(cfg.lifetime)));
+            s.set(r(1, 1, 5), Value::Integer(i64::from(cfg.disable_timeout)));
+            s.set(r(1, 1, 6), Value::Boolean(false));
+            s.set(r(1, 1, 7), Value::String(cfg.binding.clone()));
+            s.executables.insert(r(1, 1, 8));
+        }
         s
+    }
+
+    /// The objects of `--objects` (ETS configurations C.5, C.7, C.9, C.12)
+    /// and the Device object's time zone resources. Nothing without the flag.
+    fn install_extra_objects(&mut self, cfg: &AgentConfig) {
+        let objects = &cfg.objects;
+        if objects.0.is_empty() {
+            return;
+        }
+        let r = ObjectPath::resource;
+        let ri = ObjectPath::resource_instance;
+        self.set(r(3, 0, 14), Value::String("+00:00".into()));
+        self.set(r(3, 0, 15), Value::String("Etc/UTC".into()));
+        let ids: Vec<u16> = objects.0.clone();
+        for id in ids {
+            self.supported.insert(id);
+            match id {
+                CONNECTIVITY_MONITORING => {
+                    // An Ethernet-like bearer (41) on loopback.
+                    self.instances.insert((id, 0));
+                    self.set(r(id, 0, 0), Value::Integer(41));
+                    self.set(ri(id, 0, 1, 0), Value::Integer(41));
+                    self.set(r(id, 0, 2), Value::Integer(-60));
+                    self.set(r(id, 0, 3), Value::Integer(100));
+                    if !cfg.deviates(crate::config::Deviation::NoIpAddresses) {
+                        self.set(ri(id, 0, 4, 0), Value::String("127.0.0.1".into()));
+                    }
+                    self.set(ri(id, 0, 5, 0), Value::String("127.0.0.1".into()));
+                }
+                LOCATION => {
+                    self.instances.insert((id, 0));
+                    self.set(r(id, 0, 0), Value::Float(48.8566));
+                    self.set(r(id, 0, 1), Value::Float(2.3522));
+                    self.set(r(id, 0, 2), Value::Float(35.0));
+                    self.set(r(id, 0, 3), Value::Float(10.0));
+                    if !cfg.deviates(crate::config::Deviation::NoLocationTimestamp) {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs() as i64)
+                            .unwrap_or(0);
+                        self.set(r(id, 0, 5), Value::Time(now));
+                    }
+                }
+                CONNECTIVITY_STATISTICS => {
+                    self.instances.insert((id, 0));
+                    for res in 0..=5 {
+                        self.set(r(id, 0, res), Value::Integer(0));
+                    }
+                    self.set(r(id, 0, 8), Value::Integer(0));
+                    self.executables.insert(r(id, 0, 6)); // Start
+                    self.executables.insert(r(id, 0, 7)); // Stop
+                }
+                PORTFOLIO => {
+                    // ETS configuration C.12: the host device's identity.
+                    self.creatable.insert(id);
+                    self.instances.insert((id, 0));
+                    self.set(ri(id, 0, 0, 0), Value::String("rig-host-1".into()));
+                    self.set(ri(id, 0, 0, 1), Value::String("rig".into()));
+                    self.set(ri(id, 0, 0, 2), Value::String("rig-host".into()));
+                    self.set(
+                        ri(id, 0, 0, 3),
+                        Value::String(env!("CARGO_PKG_VERSION").into()),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether the server may Create and Delete instances of `object`.
+    pub fn is_creatable(&self, object: u16) -> bool {
+        self.creatable.contains(&object)
+    }
+
+    /// Whether object `object` is served (with or without instances).
+    pub fn has_object(&self, object: u16) -> bool {
+        self.supported.contains(&object) || self.instances.iter().any(|(o, _)| *o == object)
+    }
+
+    /// The served objects that have no instance (listed as `</o>` in the
+    /// Register).
+    pub fn empty_objects(&self) -> Vec<u16> {
+        self.supported
+            .iter()
+            .copied()
+            .filter(|o| !self.instances.iter().any(|(x, _)| x == o))
+            .collect()
+    }
+
+    /// Create: a new instance of `object` (the lowest free id unless the
+    /// records name one) holding `records`. Returns the instance id.
+    pub fn create(&mut self, object: u16, records: Vec<Record>) -> Result<u16, Refusal> {
+        if !self.has_object(object) {
+            return Err(refuse(
+                ResponseCode::NotFound,
+                format!("no object /{object}"),
+            ));
+        }
+        if !self.creatable.contains(&object) {
+            return Err(refuse(
+                ResponseCode::MethodNotAllowed,
+                format!("Create on /{object}: its instances are fixed"),
+            ));
+        }
+        let named: BTreeSet<u16> = records
+            .iter()
+            .filter_map(|r| r.path.instance_id().map(|i| i.0))
+            .collect();
+        let id = match named.len() {
+            0 => self.free_instance(object)?,
+            1 => *named.iter().next().unwrap_or(&0),
+            _ => {
+                return Err(refuse(
+                    ResponseCode::BadRequest,
+                    format!("Create on /{object} names several instances"),
+                ));
+            }
+        };
+        if self.instances.contains(&(object, id)) {
+            return Err(refuse(
+                ResponseCode::BadRequest,
+                format!("instance /{object}/{id} exists"),
+            ));
+        }
+        let inst = ObjectPath::instance(object, id);
+        self.instances.insert((object, id));
+        if let Err(e) = self.write(&inst, records, true) {
+            self.instances.remove(&(object, id));
+            self.values.retain(|p, _| !inst.is_prefix_of(p));
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// The lowest instance id of `object` not in use.
+    pub fn free_instance(&self, object: u16) -> Result<u16, Refusal> {
+        (0..u16::MAX)
+            .find(|i| !self.instances.contains(&(object, *i)))
+            .ok_or_else(|| refuse(ResponseCode::BadRequest, "no free instance id"))
+    }
+
+    /// Delete: removes instance `/object/instance` and its values.
+    pub fn delete(&mut self, object: u16, instance: u16) -> Result<(), Refusal> {
+        let inst = ObjectPath::instance(object, instance);
+        self.check_object(&inst)?;
+        if !self.creatable.contains(&object) {
+            return Err(refuse(
+                ResponseCode::MethodNotAllowed,
+                format!("Delete on {inst}: its instances are fixed"),
+            ));
+        }
+        self.instances.remove(&(object, instance));
+        self.values.retain(|p, _| !inst.is_prefix_of(p));
+        Ok(())
     }
 
     fn set(&mut self, path: ObjectPath, value: Value) {
@@ -223,7 +410,7 @@ impl ObjectStore {
                 "the Security object is for the Bootstrap-Server only",
             ));
         }
-        if !self.instances.iter().any(|(obj, _)| *obj == o.0) {
+        if !self.has_object(o.0) {
             return Err(refuse(ResponseCode::NotFound, format!("no object {path}")));
         }
         if let Some(i) = path.instance_id()

@@ -188,6 +188,21 @@ impl Observations {
         self.active.push(o);
     }
 
+    /// Observation `id` takes new attributes (an Observe-Composite whose
+    /// listed paths got new attributes).
+    pub fn set_attributes(
+        &mut self,
+        now: Instant,
+        id: ObservationId,
+        attrs: NotificationAttributes,
+    ) {
+        if let Some(o) = self.active.iter_mut().find(|o| o.id == id) {
+            o.notifier.set_attributes(attrs);
+            let d = o.notifier.on_timeout(now);
+            o.apply(d);
+        }
+    }
+
     /// The observation ended (RST, GET with Observe=1, or a CON notification
     /// that was never acknowledged). Returns whether it was known.
     pub fn cancel(&mut self, id: ObservationId) -> bool {

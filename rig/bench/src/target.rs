@@ -209,6 +209,14 @@ pub fn agent_args(config: &DutConfig) -> Vec<String> {
     extra.extend(security_args(config));
     extra.extend(scenario_args(config));
     extra.extend(fota_args(config));
+    // The core-object cases' extra objects (`--objects`, agent README).
+    if let Some(list) = config.extra.get("objects") {
+        extra.extend(["--objects".to_string(), list.clone()]);
+    }
+    // ETS configuration C.14 (int-950, 951): a second server account.
+    if let Some(uri) = config.extra.get("server2_uri") {
+        extra.extend(["--server2".to_string(), uri.clone()]);
+    }
     extra
 }
 
@@ -897,5 +905,34 @@ impl Drop for ProcessDut {
         if self.console.is_running() {
             self.signal(Signal::SIGKILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod core_object_args {
+    use super::*;
+
+    #[test]
+    fn objects_and_a_second_server_become_agent_options() {
+        let mut config = DutConfig {
+            endpoint: "ep".into(),
+            server_uri: "coap://127.0.0.1:5683".into(),
+            ssid: 1,
+            lifetime_s: 86_400,
+            binding: "U".into(),
+            default_pmin_s: None,
+            default_pmax_s: None,
+            time_scale: 1.0,
+            extra: Default::default(),
+        };
+        let plain = agent_args(&config);
+        assert!(!plain.iter().any(|a| a == "--objects" || a == "--server2"));
+        config.extra.insert("objects".into(), "4,6,7,16".into());
+        config
+            .extra
+            .insert("server2_uri".into(), "coap://127.0.0.1:5700".into());
+        let args = agent_args(&config).join(" ");
+        assert!(args.contains("--objects 4,6,7,16"), "{args}");
+        assert!(args.contains("--server2 coap://127.0.0.1:5700"), "{args}");
     }
 }

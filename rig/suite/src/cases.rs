@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 use crate::case::CaseDef;
 
 pub mod bootstrap;
+pub mod core_objects;
 pub mod device_management;
 pub mod fota;
 pub mod machnation;
@@ -25,6 +26,7 @@ static ALL: LazyLock<Vec<CaseDef>> = LazyLock::new(|| {
     all.extend(device_management::cases());
     all.extend(reporting::cases());
     all.extend(security::cases());
+    all.extend(core_objects::cases());
     all.extend(fota::cases());
     all.extend(machnation::cases());
     all

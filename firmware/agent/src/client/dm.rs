@@ -586,6 +586,38 @@ impl Client {
         attrs
     }
 
+    /// Write-Attributes on `written` changed the attributes in force for
+    /// the Observe-Composite observations listing a path at or under it
+    /// (ETS int-310): they take the new ones, as `dm_composite_start` picks.
+    pub(super) fn dm_composite_attributes_changed(
+        &mut self,
+        now: rig_proto::time::Instant,
+        written: &ObjectPath,
+    ) {
+        let defaults = self.default_periods();
+        let mut updates = Vec::new();
+        for (id, paths) in &self.composite {
+            if !paths.iter().any(|p| written.is_prefix_of(p)) {
+                continue;
+            }
+            let attrs = paths
+                .iter()
+                .find(|p| {
+                    self.observations
+                        .written()
+                        .iter()
+                        .any(|(w, _)| !w.is_root() && w.is_prefix_of(p))
+                })
+                .map(|p| self.observations.effective(*p, defaults))
+                .unwrap_or_else(|| self.observations.effective(ObjectPath::Root, defaults));
+            updates.push((*id, self.dm_observe_attributes(attrs)));
+        }
+        for (id, attrs) in updates {
+            self.observations.set_attributes(now, id, attrs);
+        }
+        self.send_notifications(now);
+    }
+
     /// The values a notification carries: the observed path's, or for an
     /// Observe-Composite those under its path list.
     pub(super) fn dm_notification_records(

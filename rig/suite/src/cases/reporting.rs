@@ -383,16 +383,19 @@ async fn int_311(cx: &mut CaseContext) -> CaseResult {
     no_deviations(cx)
 }
 
-fn tolerance(cx: &CaseContext) -> Duration {
+pub(crate) fn tolerance(cx: &CaseContext) -> Duration {
     cx.scaled(PROTOCOL_TOLERANCE) + REAL_SLACK
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
 /// Observes `p`; 2.05 with an established observation expected.
-async fn observe(cx: &CaseContext, p: &str) -> Result<(ObservationId, Instant), CaseFailure> {
+pub(crate) async fn observe(
+    cx: &CaseContext,
+    p: &str,
+) -> Result<(ObservationId, Instant), CaseFailure> {
     cx.step(format!("observing {p}"));
     let r = expect(
         &format!("Observe {p}"),
@@ -408,7 +411,7 @@ async fn observe(cx: &CaseContext, p: &str) -> Result<(ObservationId, Instant), 
 }
 
 /// Notifications of the endpoint seen until `deadline`, as (observation, time, code).
-async fn collect(
+pub(crate) async fn collect(
     cx: &CaseContext,
     events: &mut broadcast::Receiver<ServerEvent>,
     deadline: Instant,
@@ -446,7 +449,7 @@ async fn collect(
 }
 
 /// Checks the notification times of one observation against pmin/pmax.
-fn check_intervals(
+pub(crate) fn check_intervals(
     cx: &CaseContext,
     p: &str,
     start: Instant,
