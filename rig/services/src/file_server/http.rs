@@ -786,6 +786,10 @@ fn simple(status: StatusCode, text: &str) -> Response<FileBody> {
     r
 }
 
+/// How long a cut body waits before it fails, so that the bytes before the
+/// cut leave the server.
+const CUT_FLUSH: Duration = Duration::from_millis(200);
+
 /// A response body: fixed bytes, or a range of an image produced chunk by
 /// chunk (optionally throttled), which records what it handed to hyper and
 /// whether it was dropped before its end.
@@ -798,6 +802,8 @@ struct FileBody {
     rate: Option<u64>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     cut_after: Option<u64>,
+    /// The pause before a cut is over (or was started).
+    cut_flushed: bool,
     sent: u64,
     record: Option<(Arc<State>, usize)>,
     finished: bool,
@@ -818,6 +824,7 @@ impl FileBody {
             rate: None,
             sleep: None,
             cut_after: None,
+            cut_flushed: false,
             sent: 0,
             record: None,
             finished: true,
@@ -842,6 +849,7 @@ impl FileBody {
             rate: rate.filter(|r| *r > 0),
             sleep: None,
             cut_after,
+            cut_flushed: false,
             sent: 0,
             record,
             finished: start >= end,
@@ -889,6 +897,17 @@ impl Body for FileBody {
         if let Some(limit) = this.cut_after
             && this.sent >= limit
         {
+            // Pause before the error so hyper flushes what it buffered: the
+            // peer receives the bytes before the cut, as with a real drop
+            // (an immediate error makes hyper close with its buffer unsent).
+            if !this.cut_flushed {
+                this.cut_flushed = true;
+                let mut s = Box::pin(tokio::time::sleep(CUT_FLUSH));
+                if s.as_mut().poll(cx).is_pending() {
+                    this.sleep = Some(s);
+                    return Poll::Pending;
+                }
+            }
             this.update_record(true);
             this.finished = true;
             this.pos = this.end;
