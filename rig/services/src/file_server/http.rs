@@ -275,6 +275,9 @@ struct State {
     started: std::time::Instant,
     /// One-shot: abort the next body after this many bytes.
     cut_next: Mutex<Option<u64>>,
+    /// The body rate limit in bytes per second (0: none); starts as
+    /// `config.throttle_bytes_per_s`, changed by `set_throttle`.
+    throttle: std::sync::atomic::AtomicU64,
 }
 
 /// A running HTTP(S) file server. Dropping it stops accepting connections.
@@ -348,6 +351,7 @@ impl HttpFileServer {
         let tls = acceptor.is_some();
         let state = Arc::new(State {
             store,
+            throttle: std::sync::atomic::AtomicU64::new(config.throttle_bytes_per_s.unwrap_or(0)),
             config,
             log: Mutex::new(Log::default()),
             started: std::time::Instant::now(),
@@ -410,6 +414,15 @@ impl HttpFileServer {
     /// Replaces `name` with a new image (new ETag). Returns the ETag.
     pub fn replace_image(&self, name: &str, image: FirmwareImage) -> Vec<u8> {
         self.state.store.replace_image(name, image)
+    }
+
+    /// Limits the rate of the bodies that start from now on (bytes per
+    /// second; `None`: as fast as the connection takes them).
+    pub fn set_throttle(&self, bytes_per_s: Option<u64>) {
+        self.state.throttle.store(
+            bytes_per_s.unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Makes the next response body stop after `bytes` bytes and the
@@ -759,7 +772,7 @@ fn handle(state: &Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Respo
                     s,
                     e,
                     state.config.chunk_size.unwrap_or(16 * 1024).max(1),
-                    state.config.throttle_bytes_per_s,
+                    Some(state.throttle.load(std::sync::atomic::Ordering::Relaxed)),
                     cut_after,
                     Some((state.clone(), index)),
                 );

@@ -53,6 +53,14 @@ use super::{DOWNLOAD_WAIT, begin_with};
 use crate::case::{Area, CaseContext, CaseDef, CaseFailure, CaseMeta, CaseResult, StartState};
 use crate::start;
 
+/// The body rate of the matrix's HTTP(S) file servers (bytes per second).
+/// Unpaced, a 1 MiB body crosses the simulated link in a few tens of
+/// milliseconds, faster than the DUT can be stopped at 50%; at 256 KiB/s
+/// (about an LTE-M uplink's order of magnitude) the whole image takes 4 s
+/// and the interruption lands in mid-transfer. CoAP Block2 is lock-step (one
+/// block per round trip) and needs no pacing.
+const MATRIX_HTTP_RATE: u64 = 256 * 1024;
+
 /// A delivery path of the matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DeliveryPath {
@@ -318,6 +326,7 @@ async fn setup(cx: &mut CaseContext, path: DeliveryPath) -> Result<Session, Case
     if !path.is_mqtt() {
         let protos: Vec<Proto> = path.proto().into_iter().collect();
         let f = begin_with(cx, &protos, &[]).await?;
+        f.servers.pace_http(MATRIX_HTTP_RATE);
         let mut cfg = start::dut_config(cx, crate::case::EtsConfig::C1);
         cfg.extra
             .extend(support::fota_extra(f.state_dir.path(), &f.servers));
@@ -332,6 +341,7 @@ async fn setup(cx: &mut CaseContext, path: DeliveryPath) -> Result<Session, Case
         });
     }
     let servers = FileServers::start(cx, &[Proto::Https]).await?;
+    servers.pace_http(MATRIX_HTTP_RATE);
     let state_dir = tempfile::tempdir().map_err(infra("temp dir for the DUT's FOTA state"))?;
     let pki_dir = tempfile::tempdir().map_err(infra("temp dir for the MQTT PKI"))?;
     let ep = cx.endpoint.clone();
