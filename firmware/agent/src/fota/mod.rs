@@ -23,6 +23,7 @@ pub mod mqtt;
 pub mod package;
 pub mod pull;
 pub mod resume;
+pub mod stream;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -582,6 +583,8 @@ impl Fota {
                 }
             }
             PullEvent::Log(l) => self.logs.push_back(format!("fota: {l}")),
+            // Only MQTT stream downloads publish.
+            PullEvent::Publish(..) => {}
             PullEvent::Complete => {
                 self.task = None;
                 self.finish_download(store, "pull".into());
