@@ -3,7 +3,9 @@
 //! Package URI, and the rig-services file servers (CoAP Block2, HTTP,
 //! HTTPS) serve seeded images and record what they served. Resume is
 //! asserted on those records: which block or byte range was asked for, with
-//! which ETag, after a kill and a restart of the agent process.
+//! which ETag, after a kill and a restart of the agent process. The MQTT
+//! file stream (`--mqtt-fota stream`) runs against the rig's broker,
+//! platform emulator and stream service.
 
 // Test helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -509,4 +511,108 @@ async fn a_weak_etag_is_never_used_to_resume() {
     assert_eq!(recs[1].range, Some(format!("bytes={at}-")));
     assert_eq!(recs[1].if_match, recs[0].etag);
     assert_eq!(recs[1].status, 206);
+}
+
+/// MQTT file streams (`--mqtt-fota stream`) with 4 KiB blocks: a job names
+/// the stream, the agent describes it, asks for the blocks with bitmaps and
+/// gets each block exactly once; the file is intact.
+#[tokio::test]
+async fn mqtt_stream_fetches_each_4_kib_block_once() {
+    use rig_services::mqtt::streams::{StreamService, StreamServiceConfig};
+    use rig_services::mqtt::{
+        Broker, BrokerConfig, BrokerKind, ClientTls, PkiProfile, Platform, PlatformConfig, TestPki,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let device = "ep-stream";
+    let pki = TestPki::generate(
+        dir.path(),
+        PkiProfile::Protocol,
+        &[device, "rig-platform", "rig-streams"],
+    )
+    .unwrap();
+    let broker = Broker::start(BrokerConfig::new(BrokerKind::Embedded, pki.broker_tls()))
+        .await
+        .unwrap();
+    let root = broker.aws_topic_root().to_string();
+    let tls = |id: &str| ClientTls::new(pki.ca_pem(), pki.client(id).unwrap());
+    let mut pc = PlatformConfig::new(broker.local_addr(), tls("rig-platform"));
+    pc.aws_root = root.clone();
+    let platform = Platform::start(pc).await.unwrap();
+    let mut sc = StreamServiceConfig::new(broker.local_addr(), tls("rig-streams"));
+    sc.aws_root = root.clone();
+    let streams = StreamService::start(sc).await.unwrap();
+    // Not a multiple of 4096: the last block is short.
+    let img = image(21, 300_000, Variant::Valid);
+    streams.put_stream("fw", 3, vec![(0, std::sync::Arc::new(img.to_vec()))]);
+
+    let creds = pki.client(device).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rig-agent"))
+        .args(["--endpoint", device])
+        .args(["--mqtt", &format!("mqtts://{}", broker.local_addr())])
+        .args(["--mqtt-variant", "aws", "--mqtt-topic-root", &root])
+        .args(["--mqtt-fota", "stream", "--mqtt-stream-block", "4096"])
+        .arg("--cert")
+        .arg(&creds.cert_path)
+        .arg("--key")
+        .arg(&creds.key_path)
+        .arg("--ca")
+        .arg(pki.ca_path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var_os("RIG_AGENT_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut agent = Agent {
+        child,
+        lines: rx,
+        seen: Vec::new(),
+    };
+    agent.expect("subscribed", WAIT).await;
+    platform
+        .create_job(
+            device,
+            "job-1",
+            serde_json::json!({"operation": "fota", "streamId": "fw", "fileId": 0,
+                "size": img.len(), "sha256": img.sha256_hex()}),
+        )
+        .unwrap();
+    let line = agent.expect("fota downloaded", WAIT).await;
+    assert_eq!(
+        line,
+        format!("fota downloaded bytes=300000 sha256={}", img.sha256_hex())
+    );
+    agent.expect("fota state=2 result=0", WAIT).await;
+    agent.expect("job-done job-1 SUCCEEDED", WAIT).await;
+    let recs = streams.records();
+    let blocks: Vec<u32> = recs.iter().filter_map(|r| r.block).collect();
+    assert_eq!(blocks.len(), 74, "{recs:#?}");
+    assert!(
+        recs.iter()
+            .all(|r| r.block_size == 4096 && r.rejected.is_none())
+    );
+    let s = streams.summary();
+    assert_eq!(
+        (s.repeats, s.duplicate_bytes, s.unique_bytes),
+        (0, 0, 300_000)
+    );
+    // One request per half window at most: far fewer requests than blocks.
+    assert!(s.requests < 20, "{s:?}");
 }

@@ -102,7 +102,11 @@ pub fn parse_execution(execution: &Value) -> Result<Job, String> {
             .ok_or_else(|| format!("job {id}: `url` is not a string"))?
             .to_string(),
         None if stream.is_some() => String::new(),
-        None => return Err(format!("job {id}: the document has no `url` nor `streamId`")),
+        None => {
+            return Err(format!(
+                "job {id}: the document has no `url` nor `streamId`"
+            ));
+        }
     };
     let file_id = match doc.get("fileId").or_else(|| doc.get("fileid")) {
         None => 0,
@@ -367,10 +371,7 @@ impl JobsFota {
         let Some(stream_id) = job.stream.clone() else {
             let id = job.id.clone();
             self.job = Some(job);
-            return self.finish(
-                &id,
-                Err((7, "the job document names no `streamId`".into())),
-            );
+            return self.finish(&id, Err((7, "the job document names no `streamId`".into())));
         };
         self.token += 1;
         let sj = StreamJob {

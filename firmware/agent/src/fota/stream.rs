@@ -99,9 +99,7 @@ fn each_entry<'b>(
     loop {
         let done = match len {
             Some(n) => i >= n,
-            None => {
-                d.datatype().map_err(|e| e.to_string())? == minicbor::data::Type::Break
-            }
+            None => d.datatype().map_err(|e| e.to_string())? == minicbor::data::Type::Break,
         };
         if done {
             return Ok(());
@@ -330,7 +328,10 @@ fn rejection(bytes: &[u8]) -> Rejection {
     } else {
         UpdateResult::UpdateFailed
     };
-    failed(result, format!("the stream service rejected: {code}: {msg}"))
+    failed(
+        result,
+        format!("the stream service rejected: {code}: {msg}"),
+    )
 }
 
 /// Describes the stream: its version and the file's size.
@@ -430,9 +431,7 @@ async fn download(
                     } else {
                         bs
                     };
-                    if blk.file != job.file
-                        || blk.id >= total
-                        || blk.payload.len() as u64 != expect
+                    if blk.file != job.file || blk.id >= total || blk.payload.len() as u64 != expect
                     {
                         io.emit(PullEvent::Log(format!(
                             "stream: ignoring block {} of file {} ({} bytes; expected file {}, \
