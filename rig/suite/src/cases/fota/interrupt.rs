@@ -801,13 +801,18 @@ async fn run(cx: &mut CaseContext, path: DeliveryPath, i: Interruption) -> CaseR
             }
         }
         Interruption::Restart | Interruption::WeakEtagRestart => {
-            restart(cx, &s, |_| {}).await?;
-            before_restart = Some(at_half);
+            // What was served up to the stop: a DUT that resumes at start
+            // (before it registers) fetches while `restart` still waits.
+            let mut at_stop = at_half;
+            restart(cx, &s, |s| at_stop = s.served()).await?;
+            before_restart = Some(at_stop);
         }
         Interruption::EtagChange => {
             let path = s.path;
             let mut version = s.stream_version;
+            let mut at_stop = at_half;
             restart(cx, &s, |s| {
+                at_stop = s.served();
                 if path == DeliveryPath::MqttStream {
                     version += 1;
                     if let (Some(m), Ok(img)) = (&s.mqtt, support::image(IMAGE)) {
@@ -823,7 +828,7 @@ async fn run(cx: &mut CaseContext, path: DeliveryPath, i: Interruption) -> CaseR
             })
             .await?;
             s.stream_version = version;
-            before_restart = Some(s.served());
+            before_restart = Some(at_stop);
         }
     }
     if s.path == DeliveryPath::PushBlock1 {
