@@ -145,7 +145,7 @@ async fn read_int(server: &Lwm2mServer, ep: &str, path: &str) -> String {
 }
 
 #[tokio::test]
-async fn push_by_block1_then_update_is_observed_2_3_0_with_result_1() {
+async fn push_by_block1_then_update_is_observed_1_2_3_0_with_result_1() {
     let server = lwm2m().await;
     let dir = tempfile::tempdir().unwrap();
     let mut agent = spawn_agent(
@@ -202,6 +202,13 @@ async fn push_by_block1_then_update_is_observed_2_3_0_with_result_1() {
     }
     assert!(states.contains(&"3".to_string()), "{states:?}");
     assert_eq!(states.last().map(String::as_str), Some("0"), "{states:?}");
+    // int-770: Downloading (1) was notified during the Block1 push, before
+    // Downloaded (2).
+    let at = |v: &str| states.iter().position(|s| s == v);
+    assert!(
+        at("1").is_some() && at("1") < at("2") && at("2") < at("3"),
+        "{states:?}"
+    );
 }
 
 #[tokio::test]
