@@ -385,11 +385,11 @@ impl JobsFota {
             rerequest: Duration::from_secs(3)
                 .div_f64(self.settings.pull.time_scale.max(1.0))
                 .max(Duration::from_millis(500)),
-            // 60 rounds of 3 s: after a cut, the broker's TCP connection
-            // to the agent retransmits with a doubling timeout and may
-            // deliver again up to about two minutes after the link is back
-            // (a 60 s cut was seen to need ~100 s); 32 rounds gave up first.
-            max_silent_rounds: 60,
+            // After a cut, the broker's TCP connection to the agent
+            // retransmits with a doubling timeout and may deliver again up
+            // to about two minutes after the link is back (a 60 s cut was
+            // seen to need ~100 s): 180 s of silence before Result 4.
+            max_silence: Duration::from_secs(180).div_f64(self.settings.pull.time_scale.max(1.0)),
             max_size: self.settings.pull.max_size,
         };
         let (tx, rx) = mpsc::unbounded_channel();

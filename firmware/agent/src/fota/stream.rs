@@ -15,7 +15,9 @@
 //! The agent keeps a bitmap of the blocks it holds, in RAM only: while the
 //! process lives, a lost connection or a silent link costs only the blocks
 //! that were in flight (after [`StreamConfig::rerequest`] without a block,
-//! the missing blocks are asked for again); a restart loses the bitmap and
+//! the missing blocks are asked for again, the wait doubling up to 8 times
+//! that while nothing comes, so that a stalled connection does not pile up
+//! answers to repeated requests); a restart loses the bitmap and
 //! the job starts over from block 0 (what the AWS OTA library does unless
 //! the platform layer saves it). At most [`StreamConfig::window`] blocks are
 //! asked for at a time; the next request leaves when half of them arrived.
@@ -24,8 +26,8 @@
 //! One download is one tokio task ([`run`]); MQTT messages reach it on a
 //! channel ([`StreamIn`]) and its requests leave as [`PullEvent::Publish`].
 //! A `VersionMismatch` rejection (the stream changed) starts over from zero
-//! (`fota restarted reason=stream-version`); too many silent rounds end with
-//! Update Result 4.
+//! (`fota restarted reason=stream-version`); silence for longer than
+//! [`StreamConfig::max_silence`] ends with Update Result 4.
 
 use std::collections::BTreeSet;
 use std::io::{Seek, SeekFrom, Write};
@@ -70,8 +72,9 @@ pub struct StreamConfig {
     /// No block for this long: ask again for what is missing (the AWS
     /// library waits 10 s).
     pub rerequest: Duration,
-    /// Rounds without any block before the download fails (Result 4).
-    pub max_silent_rounds: u32,
+    /// Silence (no block, no description) after which the download fails
+    /// (Result 4).
+    pub max_silence: Duration,
     /// The largest file the agent stores.
     pub max_size: u64,
 }
@@ -283,7 +286,9 @@ struct Io<'a> {
     job: &'a StreamJob,
     cfg: &'a StreamConfig,
     events: &'a UnboundedSender<PullEvent>,
+    /// Rounds without a block, and how long they lasted.
     silent: u32,
+    silent_for: Duration,
 }
 
 impl Io<'_> {
@@ -298,24 +303,38 @@ impl Io<'_> {
         ));
     }
 
-    /// One more round without a block; Result 4 when they are spent.
-    fn silent_round(&mut self, what: &str) -> Result<(), Rejection> {
+    /// How long to wait for the next message: the re-request time,
+    /// doubled per silent round up to 8 times.
+    fn wait(&self) -> Duration {
+        self.cfg.rerequest * (1u32 << self.silent.min(3))
+    }
+
+    /// Something arrived: the silence is over.
+    fn heard(&mut self) {
+        self.silent = 0;
+        self.silent_for = Duration::ZERO;
+    }
+
+    /// A wait of `waited` ended without a block; Result 4 when the silence
+    /// lasted longer than `max_silence`.
+    fn silent_round(&mut self, what: &str, waited: Duration) -> Result<(), Rejection> {
         self.silent += 1;
-        if self.silent > self.cfg.max_silent_rounds {
+        self.silent_for += waited;
+        if self.silent_for >= self.cfg.max_silence {
             return Err(failed(
                 UpdateResult::ConnectionLost,
                 format!(
-                    "{what}: nothing from the stream service in {} rounds of {:.1} s",
-                    self.cfg.max_silent_rounds,
-                    self.cfg.rerequest.as_secs_f64()
+                    "{what}: nothing from the stream service for {:.0} s ({} requests)",
+                    self.silent_for.as_secs_f64(),
+                    self.silent
                 ),
             ));
         }
         self.emit(PullEvent::Log(format!(
-            "stream: {what}: nothing for {:.1} s, asking again ({}/{})",
-            self.cfg.rerequest.as_secs_f64(),
-            self.silent,
-            self.cfg.max_silent_rounds
+            "stream: {what}: nothing for {:.1} s, asking again (silent {:.0} of {:.0} s)",
+            waited.as_secs_f64(),
+            self.silent_for.as_secs_f64(),
+            self.cfg.max_silence.as_secs_f64()
         )));
         Ok(())
     }
@@ -341,11 +360,12 @@ async fn describe(
 ) -> Result<(u32, u64), Rejection> {
     loop {
         io.publish("describe", encode_describe(io.job));
-        let deadline = tokio::time::Instant::now() + io.cfg.rerequest;
+        let waited = io.wait();
+        let deadline = tokio::time::Instant::now() + waited;
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(StreamIn::Description(b))) => {
-                    io.silent = 0;
+                    io.heard();
                     return decode_description(&b, io.job.file).map_err(|e| {
                         failed(
                             UpdateResult::UpdateFailed,
@@ -365,7 +385,7 @@ async fn describe(
                 Err(_) => break,
             }
         }
-        io.silent_round("describe")?;
+        io.silent_round("describe", waited)?;
     }
 }
 
@@ -381,6 +401,7 @@ async fn download(
         cfg,
         events,
         silent: 0,
+        silent_for: Duration::ZERO,
     };
     let bs = u64::from(job.block_size);
     'fresh: loop {
@@ -417,7 +438,8 @@ async fn download(
                     in_flight.extend(want);
                 }
             }
-            match tokio::time::timeout(cfg.rerequest, rx.recv()).await {
+            let waited = io.wait();
+            match tokio::time::timeout(waited, rx.recv()).await {
                 Ok(Some(StreamIn::Data(b))) => {
                     let blk = match decode_block(&b) {
                         Ok(blk) => blk,
@@ -443,7 +465,7 @@ async fn download(
                         )));
                         continue;
                     }
-                    io.silent = 0;
+                    io.heard();
                     in_flight.remove(&blk.id);
                     if have[blk.id as usize] {
                         continue;
@@ -477,11 +499,14 @@ async fn download(
                     ));
                 }
                 Err(_) => {
-                    io.silent_round(&format!(
-                        "{} of {total} blocks held, {} asked for",
-                        held,
-                        in_flight.len()
-                    ))?;
+                    io.silent_round(
+                        &format!(
+                            "{} of {total} blocks held, {} asked for",
+                            held,
+                            in_flight.len()
+                        ),
+                        waited,
+                    )?;
                     // Whatever was in flight is lost: ask again.
                     in_flight.clear();
                 }
