@@ -600,13 +600,19 @@ async fn outcome(cx: &mut CaseContext, timeout: Duration) -> Result<Outcome, Cas
     }
 }
 
-/// Push path: re-pushes after a failed Write (the server restarts a push),
-/// up to 3 times; returns when a Write got 2.04.
-async fn finish_push(cx: &mut CaseContext, s: &mut Session, limit: Duration) -> CaseResult {
+/// Push path: re-pushes after a failed Write (the server restarts a push)
+/// until a Write gets 2.04 or `limit` passes (a cut outlasts several
+/// attempts: each fails only after the Write's own timeout); returns how
+/// many pushes failed before the one that got 2.04.
+async fn finish_push(
+    cx: &mut CaseContext,
+    s: &mut Session,
+    limit: Duration,
+) -> Result<u32, CaseFailure> {
     let deadline = Instant::now() + limit;
-    for attempt in 0..3 {
+    for attempt in 0..10 {
         let Some(task) = s.push.take() else {
-            return Ok(());
+            return Ok(attempt);
         };
         let left = deadline.saturating_duration_since(Instant::now());
         let r = tokio::time::timeout(left, task)
@@ -614,7 +620,7 @@ async fn finish_push(cx: &mut CaseContext, s: &mut Session, limit: Duration) -> 
             .map_err(|_| CaseFailure::fail("the push did not end in time"))?
             .map_err(infra("push task"))?;
         match r {
-            Ok(code) if code == lwm2m::Code::CHANGED => return Ok(()),
+            Ok(code) if code == lwm2m::Code::CHANGED => return Ok(attempt),
             other => {
                 cx.step(format!(
                     "push attempt {} ended with {other:?}; the server pushes again",
@@ -634,7 +640,7 @@ async fn finish_push(cx: &mut CaseContext, s: &mut Session, limit: Duration) -> 
             }
         }
     }
-    Err(CaseFailure::fail("three push attempts failed"))
+    Err(CaseFailure::fail("ten push attempts failed"))
 }
 
 /// Restarts the DUT with the same provisioning (and state directory).
@@ -831,12 +837,19 @@ async fn run(cx: &mut CaseContext, path: DeliveryPath, i: Interruption) -> CaseR
             before_restart = Some(at_stop);
         }
     }
+    let mut failed_pushes = 0;
     if s.path == DeliveryPath::PushBlock1 {
         let limit = DOWNLOAD_WAIT + i.cut().unwrap_or_default() + Duration::from_secs(120);
-        finish_push(cx, &mut s, limit).await?;
+        failed_pushes = finish_push(cx, &mut s, limit).await?;
     }
     let limit = DOWNLOAD_WAIT + i.cut().unwrap_or_default() + Duration::from_secs(180);
-    let out = outcome(cx, limit).await?;
+    let mut out = outcome(cx, limit).await?;
+    // A failed push may have ended in Result 4 (the DUT's blocks stopped);
+    // the push that got 2.04 came after it, and so does its outcome.
+    while failed_pushes > 0 && matches!(out, Outcome::Failed(4)) {
+        failed_pushes -= 1;
+        out = outcome(cx, limit).await?;
+    }
     let fig = figures(&s, bridge.as_ref(), window, started)?;
     let served = s.served();
     let ok = intact(&out)?;
