@@ -233,6 +233,11 @@ impl Client {
         }
         self.queue.on_traffic(now);
         self.core_count(false, bytes.len());
+        // A Block1 PUT (code 0.03) from the server: Object 5 sees each block
+        // of a push to /5/0/0 before the endpoint reassembles the Write.
+        if peer == self.server && bytes.get(1) == Some(&3) {
+            self.fota_block1(now, bytes);
+        }
         self.coap.handle_datagram(now, peer, bytes);
         self.process(now);
         self.pump(now);
@@ -932,6 +937,20 @@ impl Client {
         }
         if !changed.is_empty() {
             self.values_changed(now, &changed);
+        }
+    }
+
+    /// Passes a block of a Block1 Write to `/5/0/0` to Object 5.
+    fn fota_block1(&mut self, now: Instant, bytes: &[u8]) {
+        let Ok(p) = message::parse(bytes) else {
+            return;
+        };
+        if message::uri_path(&p) != "5/0/0" {
+            return;
+        }
+        if let Some(Ok(b)) = coap::BlockValue::from_packet(&p, CoapOption::Block1) {
+            self.fota.push_block(now, b.num, b.more, &mut self.store);
+            self.fota_pump(now);
         }
     }
 }

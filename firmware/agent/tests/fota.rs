@@ -3,7 +3,9 @@
 //! Package URI, and the rig-services file servers (CoAP Block2, HTTP,
 //! HTTPS) serve seeded images and record what they served. Resume is
 //! asserted on those records: which block or byte range was asked for, with
-//! which ETag, after a kill and a restart of the agent process.
+//! which ETag, after a kill and a restart of the agent process. The MQTT
+//! file stream (`--mqtt-fota stream`) runs against the rig's broker,
+//! platform emulator and stream service.
 
 // Test helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -13,8 +15,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rig_services::file_server::{
-    CoapFileServer, FileStore, FirmwareImage, HttpFileServer, HttpServerConfig, ImageSpec,
-    TlsIdentity, Variant,
+    CoapFileServer, CoapServerConfig, FileStore, FirmwareImage, HttpFileServer, HttpServerConfig,
+    ImageSpec, TlsIdentity, Variant,
 };
 use rig_services::lwm2m::{Code, ContentFormat, Lwm2mServer, ObjectPath, ServerEvent, wait_for};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -75,7 +77,12 @@ async fn spawn_agent(server: &Lwm2mServer, ep: &str, extra: &[&str]) -> Agent {
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // RIG_AGENT_STDERR=1 shows the agent's log (debugging a failure).
+        .stderr(if std::env::var_os("RIG_AGENT_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .kill_on_drop(true)
         .spawn()
         .expect("spawn rig-agent");
@@ -138,7 +145,7 @@ async fn read_int(server: &Lwm2mServer, ep: &str, path: &str) -> String {
 }
 
 #[tokio::test]
-async fn push_by_block1_then_update_is_observed_2_3_0_with_result_1() {
+async fn push_by_block1_then_update_is_observed_1_2_3_0_with_result_1() {
     let server = lwm2m().await;
     let dir = tempfile::tempdir().unwrap();
     let mut agent = spawn_agent(
@@ -195,6 +202,13 @@ async fn push_by_block1_then_update_is_observed_2_3_0_with_result_1() {
     }
     assert!(states.contains(&"3".to_string()), "{states:?}");
     assert_eq!(states.last().map(String::as_str), Some("0"), "{states:?}");
+    // int-770: Downloading (1) was notified during the Block1 push, before
+    // Downloaded (2).
+    let at = |v: &str| states.iter().position(|s| s == v);
+    assert!(
+        at("1").is_some() && at("1") < at("2") && at("2") < at("3"),
+        "{states:?}"
+    );
 }
 
 #[tokio::test]
@@ -324,11 +338,14 @@ async fn each_bad_package_or_uri_ends_with_its_update_result() {
 /// Kills the agent in mid-download once it reported at least `min` bytes,
 /// and returns the bytes it last reported.
 async fn kill_in_mid_download(mut agent: Agent, min: u64) -> u64 {
+    // Only this download's lines count (the agent may have finished an
+    // earlier one).
+    let from = agent.seen.len();
     loop {
         let l = agent.expect("fota progress bytes=", WAIT).await;
         let n: u64 = l.rsplit('=').next().unwrap().parse().unwrap();
         if n >= min {
-            let seen = agent.kill().await;
+            let seen = agent.kill().await.split_off(from);
             assert!(
                 !seen.iter().any(|l| l.starts_with("fota downloaded")),
                 "finished before the kill: {seen:#?}"
@@ -392,16 +409,23 @@ async fn coap_pull_resumes_at_the_next_block_and_restarts_when_the_etag_changed(
     let store = FileStore::new();
     let img = image(18, 300_000, Variant::Valid);
     store.insert("fw", img.clone());
-    let coap = CoapFileServer::bind("127.0.0.1:0".parse().unwrap(), store.clone())
-        .await
-        .unwrap();
+    // 256-byte blocks, each answered after 2 ms: ~1200 round trips, over
+    // 2.3 s, slow enough to kill in the middle on a loaded machine.
+    let coap = CoapFileServer::start(
+        tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        store.clone(),
+        CoapServerConfig {
+            pace: Some(Duration::from_millis(2)),
+            ..CoapServerConfig::default()
+        },
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // 64-byte blocks: ~4700 round trips, slow enough to kill in the middle.
     let args = [
         "--state-dir",
         dir.path().to_str().unwrap(),
         "--fota-block-size",
-        "64",
+        "256",
     ];
     let agent = spawn_agent(&server, "ep-cr", &args).await;
     write_uri(&server, "ep-cr", &coap.url("fw")).await;
@@ -416,17 +440,17 @@ async fn coap_pull_resumes_at_the_next_block_and_restarts_when_the_etag_changed(
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(at % 64, 0);
+    assert_eq!(at % 256, 0);
     agent.expect("fota downloaded", WAIT).await;
     agent.expect("fota state=2 result=0", WAIT).await;
     let after = &coap.records()[before..];
     assert_eq!(
         after[0].requested_block,
-        Some((at / 64) as u32),
+        Some((at / 256) as u32),
         "{:?}",
         after[0]
     );
-    assert!(after.iter().all(|r| r.block.unwrap() >= (at / 64) as u32));
+    assert!(after.iter().all(|r| r.block.unwrap() >= (at / 256) as u32));
 
     // The ETag changes while the agent is down: it starts over from zero.
     write_uri(&server, "ep-cr", "").await;
@@ -494,4 +518,108 @@ async fn a_weak_etag_is_never_used_to_resume() {
     assert_eq!(recs[1].range, Some(format!("bytes={at}-")));
     assert_eq!(recs[1].if_match, recs[0].etag);
     assert_eq!(recs[1].status, 206);
+}
+
+/// MQTT file streams (`--mqtt-fota stream`) with 4 KiB blocks: a job names
+/// the stream, the agent describes it, asks for the blocks with bitmaps and
+/// gets each block exactly once; the file is intact.
+#[tokio::test]
+async fn mqtt_stream_fetches_each_4_kib_block_once() {
+    use rig_services::mqtt::streams::{StreamService, StreamServiceConfig};
+    use rig_services::mqtt::{
+        Broker, BrokerConfig, BrokerKind, ClientTls, PkiProfile, Platform, PlatformConfig, TestPki,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let device = "ep-stream";
+    let pki = TestPki::generate(
+        dir.path(),
+        PkiProfile::Protocol,
+        &[device, "rig-platform", "rig-streams"],
+    )
+    .unwrap();
+    let broker = Broker::start(BrokerConfig::new(BrokerKind::Embedded, pki.broker_tls()))
+        .await
+        .unwrap();
+    let root = broker.aws_topic_root().to_string();
+    let tls = |id: &str| ClientTls::new(pki.ca_pem(), pki.client(id).unwrap());
+    let mut pc = PlatformConfig::new(broker.local_addr(), tls("rig-platform"));
+    pc.aws_root = root.clone();
+    let platform = Platform::start(pc).await.unwrap();
+    let mut sc = StreamServiceConfig::new(broker.local_addr(), tls("rig-streams"));
+    sc.aws_root = root.clone();
+    let streams = StreamService::start(sc).await.unwrap();
+    // Not a multiple of 4096: the last block is short.
+    let img = image(21, 300_000, Variant::Valid);
+    streams.put_stream("fw", 3, vec![(0, std::sync::Arc::new(img.to_vec()))]);
+
+    let creds = pki.client(device).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rig-agent"))
+        .args(["--endpoint", device])
+        .args(["--mqtt", &format!("mqtts://{}", broker.local_addr())])
+        .args(["--mqtt-variant", "aws", "--mqtt-topic-root", &root])
+        .args(["--mqtt-fota", "stream", "--mqtt-stream-block", "4096"])
+        .arg("--cert")
+        .arg(&creds.cert_path)
+        .arg("--key")
+        .arg(&creds.key_path)
+        .arg("--ca")
+        .arg(pki.ca_path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var_os("RIG_AGENT_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut agent = Agent {
+        child,
+        lines: rx,
+        seen: Vec::new(),
+    };
+    agent.expect("subscribed", WAIT).await;
+    platform
+        .create_job(
+            device,
+            "job-1",
+            serde_json::json!({"operation": "fota", "streamId": "fw", "fileId": 0,
+                "size": img.len(), "sha256": img.sha256_hex()}),
+        )
+        .unwrap();
+    let line = agent.expect("fota downloaded", WAIT).await;
+    assert_eq!(
+        line,
+        format!("fota downloaded bytes=300000 sha256={}", img.sha256_hex())
+    );
+    agent.expect("fota state=2 result=0", WAIT).await;
+    agent.expect("job-done job-1 SUCCEEDED", WAIT).await;
+    let recs = streams.records();
+    let blocks: Vec<u32> = recs.iter().filter_map(|r| r.block).collect();
+    assert_eq!(blocks.len(), 74, "{recs:#?}");
+    assert!(
+        recs.iter()
+            .all(|r| r.block_size == 4096 && r.rejected.is_none())
+    );
+    let s = streams.summary();
+    assert_eq!(
+        (s.repeats, s.duplicate_bytes, s.unique_bytes),
+        (0, 0, 300_000)
+    );
+    // One request per half window at most: far fewer requests than blocks.
+    assert!(s.requests < 20, "{s:?}");
 }

@@ -87,6 +87,15 @@ fn the_fota_ci_suite_passes_on_the_simulated_bench() {
         "{naive}"
     );
 
+    // The MQTT stream keeps its bitmap in RAM only: a restart fetches the
+    // blocks it already had again (about half the image).
+    let stream = by_id("fota.mqtt-stream.restart");
+    assert_eq!(measurement(stream, "fota.image_intact"), Some(1.0));
+    assert!(
+        measurement(stream, "fota.duplicated_payload_bytes").unwrap() >= 400_000.0,
+        "{stream}"
+    );
+
     // The report holds the matrix table and its chart.
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Firmware update under interruption"), "{md}");

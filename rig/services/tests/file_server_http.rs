@@ -440,4 +440,30 @@ async fn server_side_cut_and_throttling() {
         10_000 + 6_384,
         "the whole first fetch was repeated by the second"
     );
+
+    // Unthrottled, the bytes before a cut still reach the client (hyper
+    // drops what it buffered when a body fails at once), and a throttle set
+    // later applies to the next body.
+    let fast = plain(HttpServerConfig::default()).await;
+    fast.cut_next_body_after(10_000);
+    let mut s = TcpStream::connect(fast.local_addr()).await.unwrap();
+    s.write_all(b"GET /fw/fw-small HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .unwrap();
+    let r = parse(&raw);
+    assert_eq!((r.status, r.body.len()), (200, 10_000));
+    // 1 MiB at 8 MiB/s: 64 chunks of 16 KiB, 2 ms apart.
+    fast.set_throttle(Some(8 * 1024 * 1024));
+    let t0 = tokio::time::Instant::now();
+    let r = get(&fast, "GET", "/fw/fw-1mib", &[]).await;
+    assert_eq!(r.body.len(), 1_048_576);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(120),
+        "{:?}",
+        t0.elapsed()
+    );
 }

@@ -23,6 +23,7 @@ pub mod mqtt;
 pub mod package;
 pub mod pull;
 pub mod resume;
+pub mod stream;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -111,6 +112,9 @@ pub struct Fota {
     resume_pending: bool,
     /// When the Updating state ends.
     update_due: Option<Instant>,
+    /// A Block1 push is under way: when its last block arrived. The state
+    /// is Downloading from its first block (so an observer sees 1, then 2).
+    push_since: Option<Instant>,
     /// When `pump` must run again to collect download events.
     tick: Option<Instant>,
     /// The (state, result) last printed.
@@ -139,6 +143,7 @@ impl Fota {
             task: None,
             resume_pending: false,
             update_due: None,
+            push_since: None,
             tick: None,
             printed: None,
             lines: VecDeque::new(),
@@ -257,7 +262,41 @@ impl Fota {
 
     /// When [`Fota::pump`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.update_due, self.tick].into_iter().flatten().min()
+        let push_gives_up = self.push_since.map(|t| t + self.settings.pull.idle_timeout);
+        [self.update_due, self.tick, push_gives_up]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// A block of a Block1 Write to `/5/0/0` arrived (before the endpoint
+    /// reassembles it). The first block (num 0, more to come) enters
+    /// Downloading, so that State 1 is notified while the push runs; the
+    /// reassembled Write then completes it. A push whose blocks stop for
+    /// the idle timeout ends with Result 4 (connection lost).
+    pub fn push_block(&mut self, now: Instant, num: u32, more: bool, store: &mut ObjectStore) {
+        if !more {
+            return;
+        }
+        if num == 0 {
+            let state = self.machine.state();
+            if state == FirmwareState::Idle {
+                if self.machine.write_package(false).is_err() {
+                    return;
+                }
+                self.abort_task();
+                self.saved = Saved::default();
+                self.store.clear();
+                self.publish(store);
+            } else if !(state == FirmwareState::Downloading && self.push_since.is_some()) {
+                // Not ours to start (a pull runs, or an image waits): the
+                // reassembled Write gets the state machine's 4.05.
+                return;
+            }
+            self.push_since = Some(now);
+        } else if self.push_since.is_some() {
+            self.push_since = Some(now);
+        }
     }
 
     /// Whether a download task runs.
@@ -342,7 +381,10 @@ impl Fota {
     /// Write `/5/0/0`: the package itself (Block1 already reassembled).
     fn push(&mut self, _now: Instant, bytes: &[u8], store: &mut ObjectStore) -> Packet {
         let empty = bytes.is_empty() || bytes == [0];
-        if let Err(e) = self.machine.write_package(empty) {
+        let block1_push = self.push_since.take().is_some()
+            && self.machine.state() == FirmwareState::Downloading
+            && !empty;
+        if !block1_push && let Err(e) = self.machine.write_package(empty) {
             return self.refuse(e);
         }
         self.abort_task();
@@ -496,6 +538,20 @@ impl Fota {
             self.publish(store);
             self.start_pull(store, etag);
         }
+        if self
+            .push_since
+            .is_some_and(|t| t + self.settings.pull.idle_timeout <= now)
+        {
+            self.push_since = None;
+            self.fail(
+                store,
+                UpdateResult::ConnectionLost,
+                format!(
+                    "the Block1 push to /5/0/0 stopped: no block for {:.1} s",
+                    self.settings.pull.idle_timeout.as_secs_f64()
+                ),
+            );
+        }
         if self.update_due.is_some_and(|t| t <= now) {
             self.update_due = None;
             self.finish_update(store);
@@ -527,6 +583,8 @@ impl Fota {
                 }
             }
             PullEvent::Log(l) => self.logs.push_back(format!("fota: {l}")),
+            // Only MQTT stream downloads publish.
+            PullEvent::Publish(..) => {}
             PullEvent::Complete => {
                 self.task = None;
                 self.finish_download(store, "pull".into());

@@ -92,6 +92,9 @@ pub enum PullEvent {
     Complete,
     /// The download failed with this result.
     Failed(Rejection),
+    /// An MQTT message to publish at QoS 0 (topic, payload): the requests
+    /// of an MQTT stream download (`stream.rs`).
+    Publish(String, Vec<u8>),
 }
 
 /// A parsed Package URI.

@@ -158,6 +158,19 @@ impl ResumeStore {
             .map_err(|e| format!("{}: {e}", p.display()))
     }
 
+    /// Opens the image for writing at any offset (blocks that arrive out
+    /// of order), creating it.
+    pub fn open_random(&self) -> Result<std::fs::File, String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let p = self.image_path();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&p)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    }
+
     /// Forgets everything (reset, or a finished update).
     pub fn clear(&self) {
         let _ = std::fs::remove_file(self.image_path());

@@ -69,6 +69,9 @@ pub struct CoapServerConfig {
     pub coap: Config,
     /// Seed for message ids and jitter.
     pub seed: u64,
+    /// Wait this long before each datagram the server sends (a slow link,
+    /// so that a test can act in mid-transfer); `None` sends at once.
+    pub pace: Option<Duration>,
 }
 
 impl Default for CoapServerConfig {
@@ -76,6 +79,7 @@ impl Default for CoapServerConfig {
         CoapServerConfig {
             coap: Config::default(),
             seed: 0x6669_6c65,
+            pace: None,
         }
     }
 }
@@ -367,8 +371,12 @@ async fn run<T: DatagramTransport>(
     let to_tokio = move |t: rig_proto::time::Instant| epoch + Duration::from_micros(t.as_micros());
     let mut buf = vec![0u8; 65_535];
     let mut errors = 0u32;
+    let pace = core.config.pace;
     loop {
         for (peer, bytes) in core.out.drain(..) {
+            if let Some(p) = pace {
+                tokio::time::sleep(p).await;
+            }
             // A failed UDP send is the peer's problem; the client retransmits.
             let _ = transport.send_to(&bytes, peer).await;
         }

@@ -275,6 +275,9 @@ struct State {
     started: std::time::Instant,
     /// One-shot: abort the next body after this many bytes.
     cut_next: Mutex<Option<u64>>,
+    /// The body rate limit in bytes per second (0: none); starts as
+    /// `config.throttle_bytes_per_s`, changed by `set_throttle`.
+    throttle: std::sync::atomic::AtomicU64,
 }
 
 /// A running HTTP(S) file server. Dropping it stops accepting connections.
@@ -348,6 +351,7 @@ impl HttpFileServer {
         let tls = acceptor.is_some();
         let state = Arc::new(State {
             store,
+            throttle: std::sync::atomic::AtomicU64::new(config.throttle_bytes_per_s.unwrap_or(0)),
             config,
             log: Mutex::new(Log::default()),
             started: std::time::Instant::now(),
@@ -410,6 +414,15 @@ impl HttpFileServer {
     /// Replaces `name` with a new image (new ETag). Returns the ETag.
     pub fn replace_image(&self, name: &str, image: FirmwareImage) -> Vec<u8> {
         self.state.store.replace_image(name, image)
+    }
+
+    /// Limits the rate of the bodies that start from now on (bytes per
+    /// second; `None`: as fast as the connection takes them).
+    pub fn set_throttle(&self, bytes_per_s: Option<u64>) {
+        self.state.throttle.store(
+            bytes_per_s.unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Makes the next response body stop after `bytes` bytes and the
@@ -759,7 +772,7 @@ fn handle(state: &Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Respo
                     s,
                     e,
                     state.config.chunk_size.unwrap_or(16 * 1024).max(1),
-                    state.config.throttle_bytes_per_s,
+                    Some(state.throttle.load(std::sync::atomic::Ordering::Relaxed)),
                     cut_after,
                     Some((state.clone(), index)),
                 );
@@ -786,6 +799,10 @@ fn simple(status: StatusCode, text: &str) -> Response<FileBody> {
     r
 }
 
+/// How long a cut body waits before it fails, so that the bytes before the
+/// cut leave the server.
+const CUT_FLUSH: Duration = Duration::from_millis(200);
+
 /// A response body: fixed bytes, or a range of an image produced chunk by
 /// chunk (optionally throttled), which records what it handed to hyper and
 /// whether it was dropped before its end.
@@ -798,6 +815,8 @@ struct FileBody {
     rate: Option<u64>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     cut_after: Option<u64>,
+    /// The pause before a cut is over (or was started).
+    cut_flushed: bool,
     sent: u64,
     record: Option<(Arc<State>, usize)>,
     finished: bool,
@@ -818,6 +837,7 @@ impl FileBody {
             rate: None,
             sleep: None,
             cut_after: None,
+            cut_flushed: false,
             sent: 0,
             record: None,
             finished: true,
@@ -842,6 +862,7 @@ impl FileBody {
             rate: rate.filter(|r| *r > 0),
             sleep: None,
             cut_after,
+            cut_flushed: false,
             sent: 0,
             record,
             finished: start >= end,
@@ -889,6 +910,17 @@ impl Body for FileBody {
         if let Some(limit) = this.cut_after
             && this.sent >= limit
         {
+            // Pause before the error so hyper flushes what it buffered: the
+            // peer receives the bytes before the cut, as with a real drop
+            // (an immediate error makes hyper close with its buffer unsent).
+            if !this.cut_flushed {
+                this.cut_flushed = true;
+                let mut s = Box::pin(tokio::time::sleep(CUT_FLUSH));
+                if s.as_mut().poll(cx).is_pending() {
+                    this.sleep = Some(s);
+                    return Poll::Pending;
+                }
+            }
             this.update_record(true);
             this.finished = true;
             this.pos = this.end;

@@ -186,6 +186,13 @@ impl FileServers {
         Ok(s)
     }
 
+    /// Limits the body rate of the HTTP and HTTPS servers (bytes per second).
+    pub(crate) fn pace_http(&self, bytes_per_s: u64) {
+        for h in [&self.http, &self.https].into_iter().flatten() {
+            h.set_throttle(Some(bytes_per_s));
+        }
+    }
+
     /// The URI of `name` over `proto` (a server for it must have been started).
     pub(crate) fn uri(&self, proto: Proto, name: &str) -> Result<String, CaseFailure> {
         let missing = || CaseFailure::infra(format!("no {} file server started", proto.scheme()));
