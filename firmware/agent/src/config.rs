@@ -114,6 +114,12 @@ pub struct AgentConfig {
     /// --time-scale).
     #[arg(long, value_name = "S")]
     pub mqtt_keepalive: Option<f64>,
+    /// MQTT mode, aws variant: no AWS IoT Jobs (no jobs subscriptions and no
+    /// `start-next` after connecting), as the SDK's basicShadowUpdater
+    /// sample, the study's telemetry client. Without it the agent also runs
+    /// the Jobs FOTA flow (`--mqtt-fota`).
+    #[arg(long)]
+    pub mqtt_no_jobs: bool,
     /// Test object `/33333/0/0` (string) at start.
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub test_string: String,

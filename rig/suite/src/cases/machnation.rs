@@ -558,6 +558,16 @@ fn report_period(cx: &CaseContext) -> Result<u32, CaseFailure> {
     Ok(p)
 }
 
+/// The report period of a scenario with reports (observation: the suite's
+/// `report_period_s`; power: the study's interval), in seconds at scale 1.
+fn period_of(cx: &CaseContext, s: Scenario) -> Result<Option<u32>, CaseFailure> {
+    Ok(match s {
+        Scenario::Observation => Some(report_period(cx)?),
+        Scenario::Power(i) => i,
+        _ => None,
+    })
+}
+
 /// The window of a scenario at the context's time scale (real time). The
 /// observation window holds ten reports plus half a period.
 fn window(cx: &CaseContext, s: Scenario) -> Result<Duration, CaseFailure> {
@@ -639,8 +649,12 @@ fn burstiness(acc: &Accounting) -> f64 {
 fn record(cx: &mut CaseContext, figures: &Figures, defaults: &[(&str, f64, f64)]) -> CaseResult {
     let limits: BTreeMap<String, [f64; 2]> = cx.param("limits", BTreeMap::new())?;
     for (name, value) in figures {
-        let unit = if name.contains("packets") {
+        let unit = if name.ends_with("_mw") {
+            "mW"
+        } else if name.contains("packets") || name.contains(".acks.") {
             "packets"
+        } else if name.ends_with(".exchanges") {
+            "reports"
         } else if name.starts_with("ratio.") || name.ends_with("burstiness") {
             "ratio"
         } else if name.ends_with("_s") {
@@ -699,10 +713,10 @@ async fn scenario_body(cx: &mut CaseContext, scenario: Scenario, variant: Varian
                  MQTT Jobs + HTTPS) has not landed in this build; the OTA scenario needs it",
             ));
         }
-        Scenario::Power(_) => {
+        Scenario::Power(_) if cx.power.is_none() => {
             return Err(CaseFailure::not_applicable(
-                "energy per window needs the power model (cx.power windows over the simulated \
-                 INA219), which has not landed in this build",
+                "the power scenarios need the bench's power meter ([power]: a simulated or \
+                 real INA219)",
             ));
         }
         _ => {}
@@ -743,10 +757,41 @@ fn default_limits(_s: Scenario, _v: Variant) -> Vec<(&'static str, f64, f64)> {
     Vec::new()
 }
 
-/// An open accounting window.
+/// An open accounting window, and the same window on the power meter.
 struct Window {
     name: String,
     end: tokio::time::Instant,
+    power: Option<rig_bench::power::CasePower>,
+    study_s: f64,
+}
+
+/// A closed window: the bridge's counts and the meter's energy.
+struct Closed {
+    acc: Accounting,
+    power: Option<rig_bench::power::PowerWindow>,
+    study_s: f64,
+}
+
+impl Closed {
+    /// The study's figures ([`figures`]) and the window's energy:
+    /// `machnation.power.energy_mj|energy_wh|avg_mw` over the window as it
+    /// ran, and `machnation.power.study_window.energy_wh`, the mean power
+    /// times the study's window (exact at time scale 1; under a time scale
+    /// the same traffic is packed into a shorter window, so the traffic's
+    /// share of the mean power is that many times too high).
+    fn figures(&self) -> Figures {
+        let mut f = figures(&self.acc);
+        if let Some(p) = &self.power {
+            f.insert("machnation.power.energy_mj".into(), p.energy_mj);
+            f.insert("machnation.power.energy_wh".into(), p.energy_wh);
+            f.insert("machnation.power.avg_mw".into(), p.avg_mw);
+            f.insert(
+                "machnation.power.study_window.energy_wh".into(),
+                p.avg_mw * self.study_s / 3.6e6,
+            );
+        }
+        f
+    }
 }
 
 /// Opens the scenario's window on the bridge.
@@ -763,24 +808,37 @@ fn open(
         scenario.window().as_secs()
     ));
     net("begin_window", bridge.begin_window(&name))?;
+    if let Some(p) = &cx.power {
+        p.begin_window(&name);
+    }
     Ok(Window {
         name,
         end: tokio::time::Instant::now() + len,
+        power: cx.power.clone(),
+        study_s: scenario.window().as_secs_f64(),
     })
 }
 
 /// Waits out the rest of the window, closes it, and returns its counts if
 /// what ran inside succeeded.
-async fn close(
-    bridge: &BridgeControl,
-    w: Window,
-    inside: CaseResult,
-) -> Result<Accounting, CaseFailure> {
+async fn close(bridge: &BridgeControl, w: Window, inside: CaseResult) -> Result<Closed, CaseFailure> {
     if inside.is_ok() {
         tokio::time::sleep_until(w.end).await;
     }
     let acc = net("end_window", bridge.end_window(&w.name))?;
-    inside.map(|()| acc)
+    let power = match &w.power {
+        Some(p) => Some(
+            p.end_window(&w.name)
+                .await
+                .map_err(|e| CaseFailure::infra(format!("power window {}: {e}", w.name)))?,
+        ),
+        None => None,
+    };
+    inside.map(|()| Closed {
+        acc,
+        power,
+        study_s: w.study_s,
+    })
 }
 
 // ---------------------------------------------------------------- LwM2M
@@ -860,11 +918,7 @@ async fn lwm2m_scenario(
         default_pmin_s: None,
         // pmin = pmax = 30 in the study; the agent (TS §5.1.2) ignores a pmax
         // not above pmin, so pmax alone gives the same report every 30 s.
-        default_pmax_s: if scenario == Scenario::Observation {
-            Some(report_period(cx)?)
-        } else {
-            None
-        },
+        default_pmax_s: period_of(cx, scenario)?,
         time_scale: cx.time_scale,
         extra,
     };
@@ -1005,15 +1059,15 @@ async fn lwm2m_windows(
             }
             .await;
             let acc = close(bridge, w, inside).await?;
-            Ok(figures(&acc))
+            Ok(acc.figures())
         }
-        Scenario::SteadyState => {
+        Scenario::SteadyState | Scenario::Power(None) => {
             start_lwm2m(cx, server, endpoint, cfg).await?;
             tokio::time::sleep(SETTLE).await;
             let mut events = server.events();
             let w = open(cx, bridge, scenario)?;
             let acc = close(bridge, w, Ok(())).await?;
-            let mut f = figures(&acc);
+            let mut f = acc.figures();
             let mut updates = 0u64;
             for _ in 0..100_000 {
                 match events.try_recv() {
@@ -1025,7 +1079,7 @@ async fn lwm2m_windows(
             f.insert("machnation.updates".into(), updates as f64);
             Ok(f)
         }
-        Scenario::Observation => {
+        Scenario::Observation | Scenario::Power(Some(_)) => {
             start_lwm2m(cx, server, endpoint, cfg).await?;
             let mut events = server.events();
             let r = server
@@ -1038,11 +1092,15 @@ async fn lwm2m_windows(
                     r.code
                 )));
             }
+            tokio::time::sleep(observation_settle(cx, scenario)?).await;
+            let t = tap(bridge)?;
+            let from = std::time::Instant::now();
             let w = open(cx, bridge, scenario)?;
             let acc = close(bridge, w, Ok(())).await?;
+            let frames = tapped(&t, from, std::time::Instant::now());
             let n = count_notifications(&mut events, endpoint);
-            let mut f = figures(&acc);
-            per_report(&mut f, n);
+            let mut f = acc.figures();
+            per_report(&mut f, n, &frames);
             Ok(f)
         }
         Scenario::Write => {
@@ -1064,21 +1122,119 @@ async fn lwm2m_windows(
             }
             .await;
             let acc = close(bridge, w, inside).await?;
-            Ok(figures(&acc))
+            Ok(acc.figures())
         }
-        Scenario::Ota | Scenario::Power(_) => Err(CaseFailure::not_applicable("not measured")),
+        Scenario::Ota => Err(CaseFailure::not_applicable("not measured")),
     }
 }
 
-/// Adds the per-report figures of a window holding `n` reports.
-fn per_report(f: &mut Figures, n: u64) {
+/// A bare TCP ACK on the simulated link: Ethernet 14 + IPv4 20 + TCP 32
+/// (timestamps on), no payload (`mqtt-baseline.md` §0).
+const BARE_ACK: usize = 66;
+
+/// Frames shorter than this are not the platform's (ARP is 42 B on the
+/// link); every CoAP/DTLS or TCP frame is longer.
+const MIN_PLATFORM_FRAME: usize = 54;
+
+/// Splits a window's frames into report exchanges: each starts at a frame
+/// the DUT sends with data (longer than a bare ACK) and holds every frame
+/// until the next one. Frames before the first start are not in any.
+pub fn exchanges(frames: &[(Direction, usize)]) -> Vec<Vec<(Direction, usize)>> {
+    let mut out: Vec<Vec<(Direction, usize)>> = Vec::new();
+    for &(dir, len) in frames {
+        if len < MIN_PLATFORM_FRAME {
+            continue;
+        }
+        if dir == Direction::Up && len > BARE_ACK {
+            out.push(vec![(dir, len)]);
+        } else if let Some(last) = out.last_mut() {
+            last.push((dir, len));
+        }
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Adds the per-report figures of a window holding `n` reports, whose
+/// frames (in order, from the bridge's tap) are `frames`.
+///
+/// `machnation.per_report.packets` and `.bytes` are the median report
+/// exchange (what the study describes as "one report": the update, the
+/// platform's confirmation carrying the TCP ACK, the device's ACK). The
+/// means over the window are `…_mean`. They differ when the platform
+/// emulator answers later than the broker's delayed-ACK time (40 ms on
+/// Linux): the broker's kernel then ACKs the update on its own and leaves
+/// its interactive ("pingpong") mode, so the next update is ACKed at once
+/// too. That is the emulator's latency on a loaded host, not the device's
+/// behaviour; `machnation.acks.down` counts these bare ACKs.
+fn per_report(f: &mut Figures, n: u64, frames: &[(Direction, usize)]) {
     f.insert("machnation.reports".into(), n as f64);
+    let ex = exchanges(frames);
+    f.insert("machnation.exchanges".into(), ex.len() as f64);
+    let acks = |d: Direction| {
+        frames
+            .iter()
+            .filter(|(dir, len)| *dir == d && *len == BARE_ACK)
+            .count() as f64
+    };
+    f.insert("machnation.acks.up".into(), acks(Direction::Up));
+    f.insert("machnation.acks.down".into(), acks(Direction::Down));
     if n > 0 {
         let b = f["machnation.bytes"] / n as f64;
         let p = f["machnation.packets"] / n as f64;
-        f.insert("machnation.per_report.bytes".into(), b);
-        f.insert("machnation.per_report.packets".into(), p);
+        f.insert("machnation.per_report.bytes_mean".into(), b);
+        f.insert("machnation.per_report.packets_mean".into(), p);
     }
+    if !ex.is_empty() {
+        let packets = median(ex.iter().map(|e| e.len() as f64).collect());
+        let bytes = median(
+            ex.iter()
+                .map(|e| e.iter().map(|(_, l)| *l as f64).sum())
+                .collect(),
+        );
+        let max = ex.iter().map(Vec::len).max().unwrap_or(0);
+        f.insert("machnation.per_report.packets".into(), packets);
+        f.insert("machnation.per_report.bytes".into(), bytes);
+        f.insert("machnation.per_report.packets_max".into(), max as f64);
+    }
+}
+
+/// Attaches a frame tap for a window (see [`tapped`]).
+fn tap(bridge: &BridgeControl) -> Result<rig_net::FrameTap, CaseFailure> {
+    net("tap", bridge.tap(100_000))
+}
+
+/// The platform frames the tap saw between `from` and `to`, in order.
+fn tapped(
+    tap: &rig_net::FrameTap,
+    from: std::time::Instant,
+    to: std::time::Instant,
+) -> Vec<(Direction, usize)> {
+    tap.try_iter()
+        .filter(|f| f.at >= from && f.at <= to)
+        .map(|f| (f.direction, f.l2_len))
+        .collect()
+}
+
+/// Before an observation window: long enough for the last delayed ACK of
+/// the connection (40 ms on Linux) to leave, short enough that the first
+/// report (one period after connecting) is still inside the window.
+fn observation_settle(cx: &CaseContext, s: Scenario) -> Result<Duration, CaseFailure> {
+    let p = period_of(cx, s)?.unwrap_or(REPORT_PERIOD_S);
+    let period = cx.scaled(Duration::from_secs(u64::from(p)));
+    Ok(SETTLE.min(period / 4))
 }
 
 // ---------------------------------------------------------------- MQTT
@@ -1124,9 +1280,30 @@ async fn mqtt_up(
     .await
     .map_err(|e| CaseFailure::infra(format!("PKI thread: {e}")))?
     .map_err(|e| CaseFailure::infra(format!("MQTT PKI: {e}")))?;
+    let creds = pki
+        .client(&thing)
+        .ok_or_else(|| CaseFailure::infra("no device credentials in the PKI"))?;
+    // mqtt-baseline.md §6.3: the protocol-only variant changes only what is
+    // inherent to MQTT/TCP/TLS. The LwM2M side's DTLS handshake carries
+    // two-certificate chains both ways (the bench's server-chain.pem, leaf +
+    // root; the agent's DTLS stack adds the root to its own certificate), so
+    // the plain variant's broker and device present leaf + root too.
+    let mut broker_tls = pki.broker_tls();
+    let mut device_cert = creds.cert_path.clone();
+    if variant == Variant::MqttPlain {
+        let chain = |leaf: &std::path::Path, name: &str| {
+            let out = dir.path().join(name);
+            std::fs::read_to_string(leaf)
+                .and_then(|l| std::fs::write(&out, format!("{l}{}", pki.ca_pem())))
+                .map(|()| out)
+                .map_err(|e| CaseFailure::infra(format!("{}: {e}", leaf.display())))
+        };
+        broker_tls.cert = chain(&broker_tls.cert, "server-chain.pem")?;
+        device_cert = chain(&creds.cert_path, "device-chain.pem")?;
+    }
     let port = if cx.net.is_simulated() { 8883 } else { 0 };
     let listener = bind_tcp_retry(cx, port).await?;
-    let broker = Broker::start_on(BrokerConfig::new(kind, pki.broker_tls()), listener)
+    let broker = Broker::start_on(BrokerConfig::new(kind, broker_tls), listener)
         .await
         .map_err(|e| CaseFailure::infra(format!("MQTT broker ({broker_name}): {e}")))?;
     let platform_creds = pki
@@ -1140,9 +1317,6 @@ async fn mqtt_up(
     let platform = Platform::start(pcfg)
         .await
         .map_err(|e| CaseFailure::infra(format!("platform emulator: {e}")))?;
-    let creds = pki
-        .client(&thing)
-        .ok_or_else(|| CaseFailure::infra("no device credentials in the PKI"))?;
     let mut extra = BTreeMap::new();
     extra.insert(
         "mqtt".to_string(),
@@ -1164,10 +1338,7 @@ async fn mqtt_up(
         "mqtt_topic_root".to_string(),
         broker.aws_topic_root().to_string(),
     );
-    extra.insert(
-        "mqtt_cert".to_string(),
-        creds.cert_path.display().to_string(),
-    );
+    extra.insert("mqtt_cert".to_string(), device_cert.display().to_string());
     extra.insert("mqtt_key".to_string(), creds.key_path.display().to_string());
     extra.insert("mqtt_ca".to_string(), pki.ca_path().display().to_string());
     cx.step(format!(
@@ -1196,9 +1367,17 @@ async fn mqtt_scenario(
     let string_len: usize = cx.param("string_len", STRING_LEN)?;
     let (side, mut extra) = mqtt_up(cx, variant).await?;
     payload_extra(&mut extra, string_len);
+    if scenario != Scenario::Ota {
+        // The study's telemetry client is the SDK's shadow sample, which runs
+        // no Jobs client; Jobs traffic (a QoS 1 start-next exchange right
+        // after connecting) belongs to the OTA scenario only.
+        extra.insert("mqtt_no_jobs".into(), "true".into());
+    }
     match scenario {
-        Scenario::Observation => {
-            extra.insert("report_every".into(), report_period(cx)?.to_string());
+        Scenario::Observation | Scenario::Power(Some(_)) => {
+            if let Some(p) = period_of(cx, scenario)? {
+                extra.insert("report_every".into(), p.to_string());
+            }
         }
         Scenario::InitialConnection => {
             extra.insert("report_on_connect".into(), "true".into());
@@ -1278,20 +1457,24 @@ async fn mqtt_windows(
             }
             .await;
             let acc = close(bridge, w, inside).await?;
-            Ok(figures(&acc))
+            Ok(acc.figures())
         }
-        Scenario::SteadyState => {
+        Scenario::SteadyState | Scenario::Power(None) => {
             start_mqtt(cx, cfg).await?;
             tokio::time::sleep(SETTLE).await;
             let w = open(cx, bridge, scenario)?;
             let acc = close(bridge, w, Ok(())).await?;
-            Ok(figures(&acc))
+            Ok(acc.figures())
         }
-        Scenario::Observation => {
+        Scenario::Observation | Scenario::Power(Some(_)) => {
             start_mqtt(cx, cfg).await?;
+            tokio::time::sleep(observation_settle(cx, scenario)?).await;
             let mark = cx.dut.console().mark();
+            let t = tap(bridge)?;
+            let from = std::time::Instant::now();
             let w = open(cx, bridge, scenario)?;
             let acc = close(bridge, w, Ok(())).await?;
+            let frames = tapped(&t, from, std::time::Instant::now());
             let n = cx
                 .dut
                 .console()
@@ -1299,8 +1482,8 @@ async fn mqtt_windows(
                 .lines()
                 .filter(|l| l.contains("reported "))
                 .count() as u64;
-            let mut f = figures(&acc);
-            per_report(&mut f, n);
+            let mut f = acc.figures();
+            per_report(&mut f, n, &frames);
             Ok(f)
         }
         Scenario::Write => {
@@ -1321,9 +1504,9 @@ async fn mqtt_windows(
             }
             .await;
             let acc = close(bridge, w, inside).await?;
-            Ok(figures(&acc))
+            Ok(acc.figures())
         }
-        Scenario::Ota | Scenario::Power(_) => Err(CaseFailure::not_applicable("not measured")),
+        Scenario::Ota => Err(CaseFailure::not_applicable("not measured")),
     }
 }
 
@@ -1337,7 +1520,8 @@ async fn mqtt_windows(
 fn compare_defaults(s: Scenario, mqtt: &str) -> Vec<(String, f64)> {
     let aws = mqtt == "mqtt-aws";
     let (bytes, packets) = match s {
-        Scenario::InitialConnection => (if aws { 0.6 } else { 1.3 }, if aws { 0.7 } else { 1.3 }),
+        // Plain: derived in suites/machnation.toml (expected 1.2 + 15 %).
+        Scenario::InitialConnection => (if aws { 0.6 } else { 1.4 }, if aws { 0.7 } else { 1.3 }),
         Scenario::SteadyState => (0.9, 0.9),
         Scenario::Observation => (if aws { 0.3 } else { 1.0 }, if aws { 0.6 } else { 1.0 }),
         Scenario::Write => (1.0, 1.0),
@@ -1347,7 +1531,13 @@ fn compare_defaults(s: Scenario, mqtt: &str) -> Vec<(String, f64)> {
     vec![
         (format!("ratio.bytes.{mqtt}"), bytes),
         (format!("ratio.packets.{mqtt}"), packets),
-        (format!("ratio.energy.{mqtt}"), 1.0),
+        // Energy: the study's 0.76 (MQTT ~33 % more) came, by its own
+        // account, mostly from its two SDKs (Python vs C). rig runs one
+        // agent for both protocols, so only the traffic's energy differs,
+        // well under 1 % of a Pi's baseline on Ethernet (measured 0.999 to
+        // 1.0008): LwM2M must not cost more than MQTT, within the 1 % the
+        // simulated INA219's noise moves a short window.
+        (format!("ratio.energy.{mqtt}"), 1.01),
     ]
 }
 
@@ -1368,7 +1558,7 @@ async fn compare_body(cx: &mut CaseContext, scenario: Scenario) -> CaseResult {
         for (metric, name) in [
             ("bytes", "machnation.bytes"),
             ("packets", "machnation.packets"),
-            ("energy", "power.energy_wh"),
+            ("energy", "machnation.power.energy_wh"),
         ] {
             if let (Some(a), Some(b)) = (lw.get(name), m.get(name))
                 && *b > 0.0
@@ -1483,6 +1673,44 @@ mod tests {
         assert_eq!(f["machnation.avg_packet_len"], 89.0);
         // Both frames in one 100 ms bin of ten: peak / mean = 10.
         assert!((f["machnation.burstiness"] - 10.0).abs() < 1e-9, "{f:?}");
+    }
+
+    #[test]
+    fn report_exchanges_start_at_device_data_and_the_median_ignores_a_late_ack() {
+        use Direction::{Down, Up};
+        // An ACK left over from connecting, then three shadow reports; the
+        // second one with the broker's own ACK before the reply.
+        let frames = [
+            (Up, 66),
+            (Down, 42),
+            (Up, 380),
+            (Down, 566),
+            (Up, 66),
+            (Up, 380),
+            (Down, 66),
+            (Down, 566),
+            (Up, 66),
+            (Up, 380),
+            (Down, 566),
+            (Up, 66),
+        ];
+        let ex = exchanges(&frames);
+        assert_eq!(
+            ex.iter().map(Vec::len).collect::<Vec<_>>(),
+            [3, 4, 3],
+            "{ex:?}"
+        );
+        let mut f = Figures::new();
+        f.insert("machnation.bytes".into(), 3108.0);
+        f.insert("machnation.packets".into(), 10.0);
+        per_report(&mut f, 3, &frames);
+        assert_eq!(f["machnation.per_report.packets"], 3.0);
+        assert_eq!(f["machnation.per_report.packets_max"], 4.0);
+        assert_eq!(f["machnation.per_report.bytes"], 1012.0);
+        assert_eq!(f["machnation.acks.down"], 1.0);
+        assert_eq!(f["machnation.acks.up"], 4.0);
+        assert!((f["machnation.per_report.packets_mean"] - 10.0 / 3.0).abs() < 1e-9);
+        assert_eq!(median(vec![1.0, 4.0]), 2.5);
     }
 
     #[test]
