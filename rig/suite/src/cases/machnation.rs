@@ -42,6 +42,9 @@ use rig_dtls::CipherSuite;
 use rig_net::frame::ProtoClass;
 use rig_net::{Accounting, BridgeControl, Direction};
 use rig_report::events::Limits;
+use rig_services::file_server::{
+    CoapFileServer, CoapServerConfig, FileStore, HttpFileServer, HttpServerConfig, HttpsPki,
+};
 use rig_services::lwm2m::{self, ContentFormat, Lwm2mServer, ObjectPath, ServerEvent};
 use rig_services::mqtt::{
     Broker, BrokerConfig, BrokerKind, ClientTls, PkiProfile, Platform, PlatformConfig, QoS, TestPki,
@@ -707,10 +710,11 @@ fn set_link(cx: &CaseContext, bridge: &BridgeControl) -> Result<Option<String>, 
 async fn scenario_body(cx: &mut CaseContext, scenario: Scenario, variant: Variant) -> CaseResult {
     let key = run_key(cx);
     match scenario {
-        Scenario::Ota => {
+        Scenario::Ota if variant == Variant::MqttPlain => {
             return Err(CaseFailure::not_applicable(
-                "the reference agent's firmware update (Object 5 pull over CoAP Block2 / HTTPS, \
-                 MQTT Jobs + HTTPS) has not landed in this build; the OTA scenario needs it",
+                "the protocol-only MQTT variant has no job channel to start a download (AWS IoT \
+                 Jobs are the AWS-like variant's); its HTTPS download would be mqtt-aws's, byte \
+                 for byte",
             ));
         }
         Scenario::Power(_) if cx.power.is_none() => {
@@ -841,6 +845,106 @@ async fn close(bridge: &BridgeControl, w: Window, inside: CaseResult) -> Result<
     })
 }
 
+// ---------------------------------------------------------------- OTA
+
+/// The study's image: 1,048,576 random bytes from a fixed seed.
+const OTA_IMAGE: &str = "fw-1mib";
+
+/// The longest a 1 MiB download may take (real time, any scale).
+const OTA_WAIT: Duration = Duration::from_secs(180);
+
+/// The OTA scenario's file servers, on the well-known ports the study's
+/// count includes (HTTPS 443, CoAP 5784: the run's server holds 5683;
+/// `rig_net::frame::ProtoClass`),
+/// serving the standard images.
+struct OtaServers {
+    https: HttpFileServer,
+    coap: Option<CoapFileServer>,
+    ca: std::path::PathBuf,
+    state: tempfile::TempDir,
+    _pki: tempfile::TempDir,
+}
+
+impl OtaServers {
+    async fn start(cx: &CaseContext, coap: bool) -> Result<OtaServers, CaseFailure> {
+        let infra = |what: &str, e: &dyn std::fmt::Display| CaseFailure::infra(format!("{what}: {e}"));
+        let store = FileStore::with_standard_images();
+        let pki_dir = tempfile::tempdir().map_err(|e| infra("temp dir for the HTTPS CA", &e))?;
+        let pki = HttpsPki::generate(pki_dir.path(), &[cx.net.services_ip().to_string()])
+            .map_err(|e| infra("HTTPS certificates", &e))?;
+        let mut config = HttpServerConfig::default();
+        config.tls = Some(pki.identity.clone());
+        let sim = cx.net.is_simulated();
+        let listener = bind_tcp_retry(cx, if sim { 443 } else { 0 }).await?;
+        let https = HttpFileServer::from_std(listener, store.clone(), config)
+            .map_err(|e| infra("start the HTTPS file server", &e))?;
+        let coap = if coap {
+            let sock = bind_udp_retry(cx, if sim { 5784 } else { 0 }).await?;
+            sock.set_nonblocking(true)
+                .map_err(|e| infra("CoAP file server socket", &e))?;
+            let sock = tokio::net::UdpSocket::from_std(sock)
+                .map_err(|e| infra("CoAP file server socket", &e))?;
+            Some(
+                CoapFileServer::start(sock, store, CoapServerConfig::default())
+                    .map_err(|e| infra("start the CoAP file server", &e))?,
+            )
+        } else {
+            None
+        };
+        let state = tempfile::Builder::new()
+            .prefix("rig-machnation-fota-")
+            .tempdir()
+            .map_err(|e| infra("temp dir for the agent's FOTA state", &e))?;
+        Ok(OtaServers {
+            https,
+            coap,
+            ca: pki.ca_path.clone(),
+            state,
+            _pki: pki_dir,
+        })
+    }
+
+    /// The agent's FOTA keys (`state_dir`, `fota_ca`).
+    fn extra(&self, extra: &mut BTreeMap<String, String>) {
+        extra.insert("state_dir".into(), self.state.path().display().to_string());
+        extra.insert("fota_ca".into(), self.ca.display().to_string());
+    }
+
+    async fn shutdown(self) {
+        self.https.shutdown().await;
+        if let Some(c) = self.coap {
+            c.shutdown().await;
+        }
+    }
+}
+
+/// Waits for the DUT's `fota downloaded` line and checks the image against
+/// the manifest (size and SHA-256).
+async fn ota_downloaded(cx: &mut CaseContext) -> CaseResult {
+    let line = cx
+        .dut
+        .expect_console("fota downloaded", OTA_WAIT)
+        .await
+        .map_err(|e| {
+            CaseFailure::fail(format!(
+                "no `fota downloaded` line within {} s: {e}; last console lines:\n{}",
+                OTA_WAIT.as_secs(),
+                cx.dut.console().tail(5)
+            ))
+        })?;
+    let d = super::fota::support::parse_downloaded(&line)
+        .ok_or_else(|| CaseFailure::fail(format!("unreadable console line {line:?}")))?;
+    super::fota::support::check_image(OTA_IMAGE, &d)
+}
+
+/// Adds the transfer's length to OTA figures (the window closes when the
+/// image is in, or at the study's window end if that is later).
+fn ota_figures(c: &Closed, took: Duration) -> Figures {
+    let mut f = c.figures();
+    f.insert("machnation.transfer_s".into(), took.as_secs_f64());
+    f
+}
+
 // ---------------------------------------------------------------- LwM2M
 
 async fn lwm2m_scenario(
@@ -909,6 +1013,13 @@ async fn lwm2m_scenario(
         }
     };
     payload_extra(&mut extra, string_len);
+    let ota = if scenario == Scenario::Ota {
+        let o = OtaServers::start(cx, true).await?;
+        o.extra(&mut extra);
+        Some(o)
+    } else {
+        None
+    };
     let cfg = DutConfig {
         endpoint: endpoint.clone(),
         server_uri: server.uri(),
@@ -922,9 +1033,22 @@ async fn lwm2m_scenario(
         time_scale: cx.time_scale,
         extra,
     };
-    let result = lwm2m_windows(cx, bridge, scenario, &server, &endpoint, &cfg, accept).await;
+    let result = lwm2m_windows(
+        cx,
+        bridge,
+        scenario,
+        &server,
+        &endpoint,
+        &cfg,
+        accept,
+        ota.as_ref(),
+    )
+    .await;
     let _ = cx.dut.stop().await;
     server.shutdown();
+    if let Some(o) = ota {
+        o.shutdown().await;
+    }
     result.map(|f| (f, note))
 }
 
@@ -1012,6 +1136,7 @@ fn count_notifications(events: &mut broadcast::Receiver<ServerEvent>, endpoint: 
 /// quiet before a window opens.
 const SETTLE: Duration = Duration::from_millis(1500);
 
+#[allow(clippy::too_many_arguments)] // one scenario's whole set-up
 async fn lwm2m_windows(
     cx: &mut CaseContext,
     bridge: &BridgeControl,
@@ -1020,6 +1145,7 @@ async fn lwm2m_windows(
     endpoint: &str,
     cfg: &DutConfig,
     accept: ContentFormat,
+    ota: Option<&OtaServers>,
 ) -> Result<Figures, CaseFailure> {
     let obj = ObjectPath::parse("/33333/0")
         .map_err(|e| CaseFailure::infra(format!("path /33333/0: {e:?}")))?;
@@ -1124,7 +1250,66 @@ async fn lwm2m_windows(
             let acc = close(bridge, w, inside).await?;
             Ok(acc.figures())
         }
-        Scenario::Ota => Err(CaseFailure::not_applicable("not measured")),
+        Scenario::Ota => {
+            let ota = ota.ok_or_else(|| CaseFailure::infra("no OTA file servers"))?;
+            start_lwm2m(cx, server, endpoint, cfg).await?;
+            tokio::time::sleep(SETTLE).await;
+            let uri_path = ObjectPath::parse("/5/0/1")
+                .map_err(|e| CaseFailure::infra(format!("path /5/0/1: {e:?}")))?;
+            // The study's download: HTTPS, then (rig's second figure set)
+            // CoAP Block2 with 1,024-byte blocks, each in its own window.
+            let mut urls = vec![("https", ota.https.url(OTA_IMAGE))];
+            if let Some(c) = &ota.coap {
+                urls.push(("coap", c.url(OTA_IMAGE)));
+            }
+            let mut f = Figures::new();
+            for (i, (how, url)) in urls.into_iter().enumerate() {
+                if i > 0 {
+                    // An empty Package URI resets Object 5 to Idle.
+                    let r = server
+                        .write(endpoint, &uri_path, ContentFormat::Text, Vec::new())
+                        .await
+                        .map_err(|e| op("Write /5/0/1 = \"\"", e))?;
+                    if r.code != lwm2m::Code::CHANGED {
+                        return Err(CaseFailure::fail(format!(
+                            "Write /5/0/1 = \"\" (reset) answered {}",
+                            r.code
+                        )));
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                }
+                cx.step(format!("Write /5/0/1 = {url}"));
+                let started = tokio::time::Instant::now();
+                let w = open(cx, bridge, scenario)?;
+                let inside = async {
+                    let r = server
+                        .write(endpoint, &uri_path, ContentFormat::Text, url.into_bytes())
+                        .await
+                        .map_err(|e| op("Write /5/0/1", e))?;
+                    if r.code != lwm2m::Code::CHANGED {
+                        return Err(CaseFailure::fail(format!(
+                            "Write /5/0/1 answered {}, expected 2.04",
+                            r.code
+                        )));
+                    }
+                    ota_downloaded(cx).await
+                }
+                .await;
+                let took = started.elapsed();
+                let acc = close(bridge, w, inside).await?;
+                let g = ota_figures(&acc, took);
+                if i == 0 {
+                    f = g;
+                } else {
+                    for (k, v) in g {
+                        if let Some(rest) = k.strip_prefix("machnation.") {
+                            f.insert(format!("machnation.{how}_block2.{rest}"), v);
+                        }
+                    }
+                }
+            }
+            Ok(f)
+        }
     }
 }
 
@@ -1384,6 +1569,14 @@ async fn mqtt_scenario(
         }
         _ => {}
     }
+    let ota = if scenario == Scenario::Ota {
+        let o = OtaServers::start(cx, false).await?;
+        o.extra(&mut extra);
+        extra.insert("mqtt_fota".into(), "https".into());
+        Some(o)
+    } else {
+        None
+    };
     let cfg = DutConfig {
         endpoint: side.thing.clone(),
         server_uri: cx.server.uri(),
@@ -1395,8 +1588,11 @@ async fn mqtt_scenario(
         time_scale: cx.time_scale,
         extra,
     };
-    let result = mqtt_windows(cx, bridge, scenario, variant, &side, &cfg).await;
+    let result = mqtt_windows(cx, bridge, scenario, variant, &side, &cfg, ota.as_ref()).await;
     let _ = cx.dut.stop().await;
+    if let Some(o) = ota {
+        o.shutdown().await;
+    }
     let MqttSide {
         platform, broker, ..
     } = side;
@@ -1435,6 +1631,7 @@ async fn mqtt_windows(
     variant: Variant,
     side: &MqttSide,
     cfg: &DutConfig,
+    ota: Option<&OtaServers>,
 ) -> Result<Figures, CaseFailure> {
     match scenario {
         Scenario::InitialConnection => {
@@ -1506,7 +1703,32 @@ async fn mqtt_windows(
             let acc = close(bridge, w, inside).await?;
             Ok(acc.figures())
         }
-        Scenario::Ota => Err(CaseFailure::not_applicable("not measured")),
+        Scenario::Ota => {
+            let ota = ota.ok_or_else(|| CaseFailure::infra("no OTA file servers"))?;
+            start_mqtt(cx, cfg).await?;
+            tokio::time::sleep(SETTLE).await;
+            let img = super::fota::support::image(OTA_IMAGE)?;
+            let doc = serde_json::json!({
+                "operation": "fota",
+                "url": ota.https.url(OTA_IMAGE),
+                "sha256": img.image.sha256_hex(),
+                "size": img.image.len(),
+            });
+            let thing = side.thing.clone();
+            cx.step(format!("job machnation-ota: {doc}"));
+            let started = tokio::time::Instant::now();
+            let w = open(cx, bridge, scenario)?;
+            let inside = async {
+                side.platform
+                    .create_job(&thing, "machnation-ota", doc)
+                    .map_err(|e| CaseFailure::infra(format!("create the job: {e}")))?;
+                ota_downloaded(cx).await
+            }
+            .await;
+            let took = started.elapsed();
+            let acc = close(bridge, w, inside).await?;
+            Ok(ota_figures(&acc, took))
+        }
     }
 }
 
