@@ -22,6 +22,9 @@
 //! - `queue_mode`: LwM2M binding `UQ` instead of `U` (default false);
 //! - `lwm2m_security`: `"x509"` (default, as the study) or `"nosec"`;
 //! - `report_period_s`: the observation scenario's period (default 30);
+//! - `window_s`: the scenario's window in seconds at time scale 1 (default
+//!   the study's; the time-scale tests shorten it), `lifetime_s` (LwM2M,
+//!   default 600) and `keepalive_s` (MQTT, default 600);
 //! - `string_len`: length of the test object's string (default
 //!   [`STRING_LEN`], which makes one TLV notification frame 182 B over DTLS);
 //! - `limits`: a table `{ "<measurement>" = [low, high] }` applied to this
@@ -133,7 +136,8 @@ impl Scenario {
     pub fn guard(self) -> Duration {
         match self {
             Scenario::Observation => Duration::from_secs(u64::from(REPORT_PERIOD_S) / 2),
-            Scenario::SteadyState | Scenario::Power(_) => Duration::from_secs(30),
+            Scenario::Power(Some(i)) => Duration::from_millis(500 * u64::from(i)),
+            Scenario::SteadyState | Scenario::Power(None) => Duration::from_secs(30),
             _ => Duration::ZERO,
         }
     }
@@ -572,12 +576,25 @@ fn period_of(cx: &CaseContext, s: Scenario) -> Result<Option<u32>, CaseFailure> 
 }
 
 /// The window of a scenario at the context's time scale (real time). The
-/// observation window holds ten reports plus half a period.
+/// observation window holds ten reports plus half a period. The suite's
+/// `window_s` replaces the study's window (and scales its guard alike):
+/// the time-scale tests run short windows at scale 1.
 fn window(cx: &CaseContext, s: Scenario) -> Result<Duration, CaseFailure> {
-    let study = match s {
-        Scenario::Observation => {
+    let custom: Option<f64> = cx.param("window_s", None)?;
+    let study = match (s, custom) {
+        (Scenario::Observation, _) => {
             let p = u64::from(report_period(cx)?);
             Duration::from_secs(10 * p) + Duration::from_millis(500 * p)
+        }
+        (_, Some(w)) if w.is_finite() && w > 0.0 => {
+            let k = w / s.window().as_secs_f64();
+            Duration::from_secs_f64(w) + s.guard().mul_f64(k)
+        }
+        (_, Some(w)) => {
+            return Err(CaseFailure::infra(format!(
+                "{}: params.window_s = {w}: expected a positive number of seconds",
+                cx.params_source
+            )));
         }
         _ => s.window() + s.guard(),
     };
@@ -825,7 +842,11 @@ fn open(
 
 /// Waits out the rest of the window, closes it, and returns its counts if
 /// what ran inside succeeded.
-async fn close(bridge: &BridgeControl, w: Window, inside: CaseResult) -> Result<Closed, CaseFailure> {
+async fn close(
+    bridge: &BridgeControl,
+    w: Window,
+    inside: CaseResult,
+) -> Result<Closed, CaseFailure> {
     if inside.is_ok() {
         tokio::time::sleep_until(w.end).await;
     }
@@ -867,13 +888,16 @@ struct OtaServers {
 
 impl OtaServers {
     async fn start(cx: &CaseContext, coap: bool) -> Result<OtaServers, CaseFailure> {
-        let infra = |what: &str, e: &dyn std::fmt::Display| CaseFailure::infra(format!("{what}: {e}"));
+        let infra =
+            |what: &str, e: &dyn std::fmt::Display| CaseFailure::infra(format!("{what}: {e}"));
         let store = FileStore::with_standard_images();
         let pki_dir = tempfile::tempdir().map_err(|e| infra("temp dir for the HTTPS CA", &e))?;
         let pki = HttpsPki::generate(pki_dir.path(), &[cx.net.services_ip().to_string()])
             .map_err(|e| infra("HTTPS certificates", &e))?;
-        let mut config = HttpServerConfig::default();
-        config.tls = Some(pki.identity.clone());
+        let config = HttpServerConfig {
+            tls: Some(pki.identity.clone()),
+            ..Default::default()
+        };
         let sim = cx.net.is_simulated();
         let listener = bind_tcp_retry(cx, if sim { 443 } else { 0 }).await?;
         let https = HttpFileServer::from_std(listener, store.clone(), config)
@@ -1024,7 +1048,7 @@ async fn lwm2m_scenario(
         endpoint: endpoint.clone(),
         server_uri: server.uri(),
         ssid: 1,
-        lifetime_s: LIFETIME_S,
+        lifetime_s: cx.param("lifetime_s", LIFETIME_S)?,
         binding: if queue { "UQ" } else { "U" }.to_string(),
         default_pmin_s: None,
         // pmin = pmax = 30 in the study; the agent (TS §5.1.2) ignores a pmax
@@ -1221,10 +1245,26 @@ async fn lwm2m_windows(
             tokio::time::sleep(observation_settle(cx, scenario)?).await;
             let t = tap(bridge)?;
             let from = std::time::Instant::now();
-            let w = open(cx, bridge, scenario)?;
+            let mut w = open(cx, bridge, scenario)?;
+            // The settle is part of the half period after the last report.
+            w.end -= observation_settle(cx, scenario)?;
+            let want = expected_reports(cx, scenario)?;
+            let mut seen = 0u64;
+            let give_up = w.end + window(cx, scenario)?;
+            while seen < want {
+                let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+                match tokio::time::timeout(left, events.recv()).await {
+                    Ok(Ok(ServerEvent::Notification { endpoint: ep, .. })) if ep == endpoint => {
+                        seen += 1;
+                    }
+                    Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+            extend_after_last_report(cx, scenario, &mut w)?;
             let acc = close(bridge, w, Ok(())).await?;
             let frames = tapped(&t, from, std::time::Instant::now());
-            let n = count_notifications(&mut events, endpoint);
+            let n = seen + count_notifications(&mut events, endpoint);
             let mut f = acc.figures();
             per_report(&mut f, n, &frames);
             Ok(f)
@@ -1413,6 +1453,34 @@ fn tapped(
         .collect()
 }
 
+/// The reports the study's window holds: ten in the observation scenario,
+/// one per interval over the window in a power scenario.
+fn expected_reports(cx: &CaseContext, s: Scenario) -> Result<u64, CaseFailure> {
+    Ok(match s {
+        Scenario::Power(Some(i)) => {
+            let w: f64 = cx.param("window_s", s.window().as_secs_f64())?;
+            (w / f64::from(i.max(1))).floor() as u64
+        }
+        _ => 10,
+    })
+}
+
+/// Called when the last expected report has been seen: the window ends no
+/// sooner than half a period later, so that report's exchange is inside.
+/// The agent's report timer restarts after each report, so on a loaded
+/// host reports drift late; the window follows them rather than cutting the
+/// last one off (the next report is a whole period later).
+fn extend_after_last_report(
+    cx: &CaseContext,
+    s: Scenario,
+    w: &mut Window,
+) -> Result<(), CaseFailure> {
+    let p = period_of(cx, s)?.unwrap_or(REPORT_PERIOD_S);
+    let half = cx.scaled(Duration::from_millis(500 * u64::from(p)));
+    w.end = w.end.max(tokio::time::Instant::now() + half);
+    Ok(())
+}
+
 /// Before an observation window: long enough for the last delayed ACK of
 /// the connection (40 ms on Linux) to leave, short enough that the first
 /// report (one period after connecting) is still inside the window.
@@ -1552,6 +1620,10 @@ async fn mqtt_scenario(
     let string_len: usize = cx.param("string_len", STRING_LEN)?;
     let (side, mut extra) = mqtt_up(cx, variant).await?;
     payload_extra(&mut extra, string_len);
+    let keepalive: Option<f64> = cx.param("keepalive_s", None)?;
+    if let Some(k) = keepalive {
+        extra.insert("mqtt_keepalive".into(), k.to_string());
+    }
     if scenario != Scenario::Ota {
         // The study's telemetry client is the SDK's shadow sample, which runs
         // no Jobs client; Jobs traffic (a QoS 1 start-next exchange right
@@ -1669,16 +1741,26 @@ async fn mqtt_windows(
             let mark = cx.dut.console().mark();
             let t = tap(bridge)?;
             let from = std::time::Instant::now();
-            let w = open(cx, bridge, scenario)?;
+            let mut w = open(cx, bridge, scenario)?;
+            // The settle is part of the half period after the last report.
+            w.end -= observation_settle(cx, scenario)?;
+            let want = expected_reports(cx, scenario)?;
+            let reported = |cx: &CaseContext| {
+                cx.dut
+                    .console()
+                    .since(mark)
+                    .lines()
+                    .filter(|l| l.contains("reported "))
+                    .count() as u64
+            };
+            let give_up = w.end + window(cx, scenario)?;
+            while reported(cx) < want && tokio::time::Instant::now() < give_up {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            extend_after_last_report(cx, scenario, &mut w)?;
             let acc = close(bridge, w, Ok(())).await?;
             let frames = tapped(&t, from, std::time::Instant::now());
-            let n = cx
-                .dut
-                .console()
-                .since(mark)
-                .lines()
-                .filter(|l| l.contains("reported "))
-                .count() as u64;
+            let n = reported(cx);
             let mut f = acc.figures();
             per_report(&mut f, n, &frames);
             Ok(f)
@@ -1780,7 +1862,9 @@ async fn compare_body(cx: &mut CaseContext, scenario: Scenario) -> CaseResult {
         for (metric, name) in [
             ("bytes", "machnation.bytes"),
             ("packets", "machnation.packets"),
-            ("energy", "machnation.power.energy_wh"),
+            // Mean power over the study's window: equal windows, as the
+            // study's 10-minute Wh (the real windows differ by milliseconds).
+            ("energy", "machnation.power.study_window.energy_wh"),
         ] {
             if let (Some(a), Some(b)) = (lw.get(name), m.get(name))
                 && *b > 0.0
