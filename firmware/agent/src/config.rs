@@ -131,6 +131,12 @@ pub struct AgentConfig {
     /// Short Server ID of `--server2`.
     #[arg(long, value_name = "ID", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..65535))]
     pub ssid2: u16,
+    /// MQTT mode, aws variant: no AWS IoT Jobs (no jobs subscriptions and no
+    /// `start-next` after connecting), as the SDK's basicShadowUpdater
+    /// sample, the study's telemetry client. Without it the agent also runs
+    /// the Jobs FOTA flow (`--mqtt-fota`).
+    #[arg(long)]
+    pub mqtt_no_jobs: bool,
     /// Test object `/33333/0/0` (string) at start.
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub test_string: String,

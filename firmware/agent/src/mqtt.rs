@@ -432,7 +432,12 @@ pub async fn run(
         cfg,
     };
     let (fota_tx, mut fota_events) = mpsc::unbounded_channel();
-    if dev.cfg.mqtt_variant == MqttVariant::Aws {
+    if dev.cfg.mqtt_no_jobs {
+        // The shadow sample has no Jobs client: no jobs topics at all.
+        dev.topics
+            .subscriptions
+            .retain(|(t, _)| !t.contains("/jobs/"));
+    } else if dev.cfg.mqtt_variant == MqttVariant::Aws {
         dev.fota = Some(crate::fota::mqtt::JobsFota::new(
             &dev.cfg,
             &dev.cfg.mqtt_topic_root,

@@ -248,8 +248,8 @@ pub fn fota_args(config: &DutConfig) -> Vec<String> {
 
 /// The `extra` keys of the MachNation scenarios and their agent options
 /// (`mqtt` = `mqtts://ip:port`, the MQTT client's TLS files, the test
-/// object's start values, the report period). `test_bool = "true"` and
-/// `report_on_connect = "true"` become flags.
+/// object's start values, the report period). `test_bool = "true"`,
+/// `report_on_connect = "true"` and `mqtt_no_jobs = "true"` become flags.
 pub const SCENARIO_ARGS: &[(&str, &str)] = &[
     ("mqtt", "--mqtt"),
     ("mqtt_variant", "--mqtt-variant"),
@@ -277,6 +277,7 @@ pub fn scenario_args(config: &DutConfig) -> Vec<String> {
     for (key, flag) in [
         ("test_bool", "--test-bool"),
         ("report_on_connect", "--report-on-connect"),
+        ("mqtt_no_jobs", "--mqtt-no-jobs"),
     ] {
         if config.extra.get(key).is_some_and(|v| v == "true") {
             out.push(flag.to_string());

@@ -185,7 +185,7 @@ fn machnation_section(html: &mut String, log: &RunLog) {
                 .filter_map(|r| {
                     Some(Bar {
                         label: r.variant.clone(),
-                        value: r.get("power.energy_mj")?,
+                        value: r.energy_mj()?,
                         class: variant_class(&r.variant),
                     })
                 })

@@ -148,6 +148,21 @@ impl Row<'_> {
         self.get(&format!("machnation.{metric}"))
     }
 
+    /// Energy over the scenario's window (mJ): the case's
+    /// `machnation.power.energy_mj`, else the whole case's `power.energy_mj`.
+    pub fn energy_mj(&self) -> Option<f64> {
+        self.get("machnation.power.energy_mj")
+            .or_else(|| self.get("power.energy_mj"))
+    }
+
+    /// Energy over the study's 10-minute window (Wh), to set beside the
+    /// study's: `machnation.power.study_window.energy_wh` (mean power × the
+    /// study's window), else the whole case's `power.energy_wh`.
+    pub fn energy_wh_study(&self) -> Option<f64> {
+        self.get("machnation.power.study_window.energy_wh")
+            .or_else(|| self.get("power.energy_wh"))
+    }
+
     /// Whether this case produced figures (it ran and was applicable).
     pub fn ran(&self) -> bool {
         self.case.ran && self.case.verdict != Verdict::NotApplicable
@@ -307,8 +322,8 @@ pub fn tables(rows: &[Row<'_>]) -> Tables {
         "Scenario",
         "Variant",
         "Verdict",
-        "Energy (mJ)",
-        "Energy (Wh)",
+        "Energy in window (mJ)",
+        "Energy, 10 min (Wh)",
         "Study (Wh)",
         "Δ",
         "Avg current (mA)",
@@ -373,7 +388,7 @@ pub fn tables(rows: &[Row<'_>]) -> Tables {
             continue;
         }
         if is_power(&r.scenario) {
-            let wh = r.get("power.energy_wh");
+            let wh = r.energy_wh_study();
             let f = study.figure(&r.scenario, &r.variant, "energy_wh");
             t.power.rows.push((
                 r.index,
@@ -381,7 +396,7 @@ pub fn tables(rows: &[Row<'_>]) -> Tables {
                     r.scenario.clone(),
                     r.variant.clone(),
                     verdict.clone(),
-                    ours(r.get("power.energy_mj")),
+                    ours(r.energy_mj()),
                     ours(wh),
                     theirs(f),
                     pct(diff_pct(wh, f.map(|f| f.value))),
