@@ -55,6 +55,7 @@ fn case(
             start: StartState::Stopped,
             timeout: Duration::from_secs(timeout_s),
             reading: Some(reading),
+            unscaled_timeout: false,
         },
         body,
     }
