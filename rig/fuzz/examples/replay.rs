@@ -1,7 +1,7 @@
 //! Replays one `coap_endpoint_ops` input outside libFuzzer and prints the
 //! decoded case first, for debugging a crash:
 //!
-//!   cargo run --release --example replay -- rig/fuzz/open-crashes/<file>
+//!   cd rig/fuzz && cargo run --release --example replay -- <input file>
 use arbitrary::{Arbitrary, Unstructured};
 
 fn main() {
