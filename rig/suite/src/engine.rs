@@ -834,8 +834,15 @@ impl CaseRun<'_> {
             }
         }
         record.measurements = std::mem::take(&mut cx.measurements);
-        // A secure server lives as long as its case.
+        // Whether the DUT still ran when the case ended (for the recovery
+        // check below, before a secure case stops it).
+        let running = cx.dut.is_running();
+        // A secure server lives as long as its case. The DUT is stopped
+        // first, while that server still answers its De-register; stopped
+        // later, it would retry the De-register into a closed session until
+        // its stop timeout (5 s of every following case's start).
         if cx.security.mode != SecurityMode::NoSec {
+            let _ = tokio::time::timeout(Duration::from_secs(10), cx.dut.stop()).await;
             cx.server.shutdown();
         }
         if record.verdict == Verdict::Pass
@@ -857,7 +864,7 @@ impl CaseRun<'_> {
                 || record.message == INTERRUPTED,
             &record.message,
             matches!(meta.start, crate::case::StartState::Registered(_)),
-            cx.dut.is_running(),
+            running,
         ) {
             notes.push(hooks.recover(&mut *cx.dut, &why).await);
         }
