@@ -161,7 +161,7 @@ pub(crate) async fn run(cx: &mut CaseContext) -> CaseResult {
         .clone();
     let mut f = begin(cx, &[Proto::Coaps]).await?;
     let img = support::image(IMAGE)?;
-    let total = img.image.len() as u64;
+    let total = img.image.len();
     let fl = floor(total, 1024)
         .ok_or_else(|| CaseFailure::infra("1024 is not a Block2 size (cannot happen)"))?;
     let uri = f.servers.uri(Proto::Coaps, IMAGE)?;
@@ -194,10 +194,10 @@ pub(crate) async fn run(cx: &mut CaseContext) -> CaseResult {
     let other = rig_net::frame::ProtoClass::Other;
     let wire_all = acc.dir(rig_net::Direction::Up).class(other).l2_bytes
         + acc.dir(rig_net::Direction::Down).class(other).l2_bytes;
-    let setup_datagrams = after.setup_datagrams - before.setup_datagrams;
-    let setup_payload = after.setup_bytes - before.setup_bytes;
-    let data_datagrams = after.data_datagrams - before.data_datagrams;
-    let data_payload = after.data_bytes - before.data_bytes;
+    let setup_datagrams = after.setup_datagrams.saturating_sub(before.setup_datagrams);
+    let setup_payload = after.setup_bytes.saturating_sub(before.setup_bytes);
+    let data_datagrams = after.data_datagrams.saturating_sub(before.data_datagrams);
+    let data_payload = after.data_bytes.saturating_sub(before.data_bytes);
     // Handshake datagrams are far above the 60 B frame minimum.
     let setup_wire = setup_payload + setup_datagrams * FRAME_HEADERS;
     let wire = wire_all.saturating_sub(setup_wire);
