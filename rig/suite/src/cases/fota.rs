@@ -290,7 +290,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
     v.extend(interrupt::cases());
     v.push(CaseDef {
         meta: CaseMeta {
-            requires: &["lwm2m", "impair"],
+            requires: &["lwm2m", "console", "impair"],
             ..meta(
                 "fota.lwm2m-coaps-block2.floor",
                 "CoAPS Block2 pull: bytes on the wire against the framing floor",
