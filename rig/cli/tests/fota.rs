@@ -1,9 +1,9 @@
 //! End-to-end test of the firmware-update suite's CI subset: the real `rig`
 //! binary runs `suites/fota-ci.toml` on the default simulated bench against
 //! the real reference agent (ETS 751, 770, 771 over CoAP and HTTP, 772, 776,
-//! and the quick interruptions), and the report carries the interruption
-//! table. Every wait is bounded: a child that runs too long is killed and the
-//! test fails.
+//! the quick interruptions, the CoAPS floor ratio), and the report carries
+//! the interruption table and the floor ratio. Every wait is bounded: a
+//! child that runs too long is killed and the test fails.
 
 #![allow(clippy::panic, clippy::unwrap_used)] // test helpers may panic: that is how a test fails
 
@@ -60,7 +60,7 @@ fn the_fota_ci_suite_passes_on_the_simulated_bench() {
     for case in cases {
         let id = case["id"].as_str().unwrap();
         let verdict = case["verdict"].as_str().unwrap();
-        if !privileged && id.contains(".cut-") {
+        if !privileged && (id.contains(".cut-") || id.ends_with(".floor")) {
             assert_eq!(verdict, "not_applicable", "{case}");
         } else {
             assert_eq!(
@@ -106,4 +106,21 @@ fn the_fota_ci_suite_passes_on_the_simulated_bench() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("id=\"fota\""));
     assert!(html.contains("fota-extra-bytes"));
+
+    // Issue 7 item 7: the clean CoAPS pull stays within 1.02 × the framing
+    // floor (1,214,432 B for 1 MiB in 1024-byte blocks), and the report
+    // prints the ratio next to the table.
+    if privileged {
+        let floor = by_id("fota.lwm2m-coaps-block2.floor");
+        assert_eq!(
+            measurement(floor, "fota.floor_bytes"),
+            Some(1_214_432.0),
+            "{floor}"
+        );
+        let ratio = measurement(floor, "fota.floor_ratio").unwrap();
+        assert!((1.0..=1.02).contains(&ratio), "{floor}");
+        let line = format!("CoAPS Block2 floor ratio: {ratio:.4} (");
+        assert!(md.contains(&line), "{md}");
+        assert!(html.contains(&line), "{html}");
+    }
 }

@@ -9,6 +9,11 @@
 //! `fota.extra_handshakes`, `fota.extra_time_s`, `fota.time_to_complete_s`,
 //! `fota.image_intact`). A missing figure shows as `–`; a run without such a
 //! case has no table.
+//!
+//! Next to the table, the floor ratio of the CoAPS Block2 pull (issue 7
+//! item 7, case [`FLOOR_CASE`]): bytes on the wire over the minimum the
+//! framing allows (`fota.floor_ratio`, `fota.wire_bytes`,
+//! `fota.floor_bytes`, `fota.session_setup_bytes`).
 
 use std::fmt::Write as _;
 
@@ -94,6 +99,41 @@ pub const HEAD: [&str; 9] = [
     "Image intact",
 ];
 
+/// The case that measures the CoAPS Block2 pull against its framing floor.
+pub const FLOOR_CASE: &str = "fota.lwm2m-coaps-block2.floor";
+
+/// The floor sentence (plain text), or `None` when the run has no floor case.
+pub fn floor_line(cases: &[CaseRecord]) -> Option<String> {
+    let c = cases.iter().find(|c| c.id == FLOOR_CASE)?;
+    let get = |n: &str| {
+        c.measurements
+            .iter()
+            .find(|m| m.name == n)
+            .map(|m| m.value)
+            .filter(|v| v.is_finite())
+    };
+    let verdict = c.verdict.as_str().replace('_', " ");
+    let ran = c.ran && c.verdict != Verdict::NotApplicable;
+    Some(match (ran, get("fota.floor_ratio")) {
+        (true, Some(ratio)) => format!(
+            "CoAPS Block2 floor ratio: {ratio:.4} ({} B on the wire against a floor of {} B for \
+             the 1 MiB image in 1024-byte blocks over DTLS with CCM_8; the DTLS handshake, {} B, \
+             is left out; limit 1.02): {verdict}.",
+            fmt(get("fota.wire_bytes")),
+            fmt(get("fota.floor_bytes")),
+            fmt(get("fota.session_setup_bytes")),
+        ),
+        _ => {
+            let why = if c.message.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.message)
+            };
+            format!("CoAPS Block2 floor ratio: – ({verdict}{why}).")
+        }
+    })
+}
+
 fn fmt(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() => {
@@ -139,7 +179,15 @@ fn md_cell(text: &str) -> String {
 /// The Markdown section (nothing when the run has no matrix case).
 pub fn markdown(md: &mut String, cases: &[CaseRecord]) {
     let rows = rows(cases);
+    let floor = floor_line(cases);
     if rows.is_empty() {
+        if let Some(f) = floor {
+            let _ = writeln!(
+                md,
+                "\n## Firmware update: CoAPS Block2 floor\n\n{}",
+                md_cell(&f)
+            );
+        }
         return;
     }
     let _ = writeln!(md, "\n## Firmware update under interruption\n");
@@ -166,12 +214,22 @@ pub fn markdown(md: &mut String, cases: &[CaseRecord]) {
             c.iter().map(|x| md_cell(x)).collect::<Vec<_>>().join(" | ")
         );
     }
+    if let Some(f) = floor {
+        let _ = writeln!(md, "\n{}", md_cell(&f));
+    }
 }
 
 /// The HTML section with its chart (nothing without a matrix case).
 pub fn html(html: &mut String, cases: &[CaseRecord]) {
     let rows = rows(cases);
+    let floor = floor_line(cases)
+        .map(|f| format!("<p id=\"fota-floor\">{}</p>\n", svg::esc(&f)))
+        .unwrap_or_default();
     if rows.is_empty() {
+        if !floor.is_empty() {
+            html.push_str("<h2 id=\"fota\">Firmware update: CoAPS Block2 floor</h2>\n");
+            html.push_str(&floor);
+        }
         return;
     }
     html.push_str("<h2 id=\"fota\">Firmware update under interruption</h2>\n");
@@ -194,6 +252,7 @@ pub fn html(html: &mut String, cases: &[CaseRecord]) {
         html.push_str("</tr>\n");
     }
     html.push_str("</table></div>\n");
+    html.push_str(&floor);
     let groups = chart_groups(&rows);
     html.push_str("<div class=\"charts\">\n");
     html.push_str(&svg::bars(
@@ -313,6 +372,59 @@ mod tests {
         let g = chart_groups(&rows);
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].label, "cut-5s");
+    }
+
+    #[test]
+    fn the_floor_ratio_is_printed_next_to_the_table_or_alone() {
+        let floor = case(
+            FLOOR_CASE,
+            Verdict::Pass,
+            &[
+                ("fota.floor_bytes", 1_214_432.0),
+                ("fota.wire_bytes", 1_232_221.0),
+                ("fota.session_setup_bytes", 1130.0),
+                ("fota.floor_ratio", 1.014_648),
+            ],
+        );
+        let line = "CoAPS Block2 floor ratio: 1.0146 (1232221 B on the wire against a floor of \
+                    1214432 B";
+        let mut md = String::new();
+        markdown(&mut md, std::slice::from_ref(&floor));
+        assert!(
+            md.contains("## Firmware update: CoAPS Block2 floor"),
+            "{md}"
+        );
+        assert!(md.contains(line), "{md}");
+        assert!(
+            md.contains("1130 B, is left out; limit 1.02): pass."),
+            "{md}"
+        );
+        let with_table = vec![
+            case(
+                "fota.lwm2m-coap-block2.baseline",
+                Verdict::Pass,
+                &[("fota.image_intact", 1.0)],
+            ),
+            floor.clone(),
+        ];
+        let mut md = String::new();
+        markdown(&mut md, &with_table);
+        let table = md.find("| lwm2m-coap-block2 | baseline |").unwrap();
+        assert!(md.find(line).unwrap() > table, "{md}");
+        let mut h = String::new();
+        html(&mut h, &with_table);
+        assert!(h.contains("<p id=\"fota-floor\">"), "{h}");
+        assert!(h.contains(line), "{h}");
+        let mut h = String::new();
+        html(&mut h, std::slice::from_ref(&floor));
+        assert!(h.contains(line), "{h}");
+        // Not applicable (loopback): no figure, the reason instead.
+        let mut na = case(FLOOR_CASE, Verdict::NotApplicable, &[]);
+        na.message = "needs the simulated network".into();
+        assert_eq!(
+            floor_line(&[na]).unwrap(),
+            "CoAPS Block2 floor ratio: – (not applicable (needs the simulated network))."
+        );
     }
 
     #[test]

@@ -1,8 +1,14 @@
-//! CoAP(S) Block2 file server: `GET /fw/<name>` answered through rig-proto's
+//! CoAP(S) Block2 file server: `GET /<name>` (or `/fw/<name>`, the HTTP
+//! servers' path) answered through rig-proto's
 //! sans-IO [`Endpoint`], which slices the body into Block2 blocks (size from
 //! the client's Block2 option, else 1024), adds Size2 to the first block and
 //! serves follow-up blocks from its cache. This module only supplies the
 //! body and the ETag, and records what went out.
+//!
+//! Framing: [`CoapFileServer::url`] gives the one-segment path `/<name>`
+//! (every Block2 request repeats the Uri-Path, so a `fw` segment costs 3
+//! bytes per block) and responses carry no Content-Format: issue 7 item 7
+//! holds the pull to 1.02 × the framing floor.
 //!
 //! Transport seam: the driver runs over any [`DatagramTransport`] (a plain
 //! `UdpSocket` here). CoAPS is the same server over rig-dtls's
@@ -167,7 +173,7 @@ impl Core {
             return response(ResponseCode::BadRequest);
         };
         let path = message::uri_path(request);
-        let Some(name) = image_name(&path) else {
+        let Some(name) = coap_image_name(&path) else {
             return response(ResponseCode::NotFound);
         };
         let Some(img) = self.store.get(name) else {
@@ -180,8 +186,9 @@ impl Core {
         }
         let mut r = response(ResponseCode::Content);
         r.add_option(CoapOption::ETag, img.etag.clone());
-        // application/octet-stream (42)
-        message::set_uint_option(&mut r, CoapOption::ContentFormat, 42);
+        // No Content-Format: a firmware package is opaque bytes to both
+        // ends, and the option would be repeated on every block (2 bytes of
+        // 1024, against the framing floor of issue 7 item 7).
         r.payload = img.bytes().as_ref().clone();
         r
     }
@@ -251,6 +258,15 @@ impl Core {
     }
 }
 
+/// The image a CoAP path names: `/fw/<name>` like the HTTP servers, or the
+/// shorter `/<name>` that [`CoapFileServer::url`] hands out.
+fn coap_image_name(path: &str) -> Option<&str> {
+    image_name(path).or_else(|| {
+        let name = path.trim_start_matches('/');
+        (!name.is_empty() && !name.contains('/')).then_some(name)
+    })
+}
+
 /// A running CoAP Block2 file server. Dropping it stops the server task.
 #[derive(Debug)]
 pub struct CoapFileServer {
@@ -309,9 +325,9 @@ impl CoapFileServer {
         self.local
     }
 
-    /// The Package URI of an image: `coap://<addr>/fw/<name>`.
+    /// The Package URI of an image: `coap://<addr>/<name>` (`coaps://` over DTLS).
     pub fn url(&self, name: &str) -> String {
-        format!("{}://{}/fw/{name}", self.scheme, self.local)
+        format!("{}://{}/{name}", self.scheme, self.local)
     }
 
     /// The store it serves (shared).

@@ -11,7 +11,10 @@
 //! the server, forwards decrypted datagrams to [`DtlsTransport::recv_from`],
 //! encrypts what [`DtlsTransport::send_to`] hands it, and runs the handshake
 //! timers. It also counts completed handshakes (per peer address), which the
-//! FOTA interruption cases report as `fota.extra_handshakes`.
+//! FOTA interruption cases report as `fota.extra_handshakes`, and the
+//! datagrams both ways split into session set-up (handshake, alerts) and
+//! application data, which the floor case uses to keep the handshake out of
+//! its ratio.
 
 use std::io;
 use std::net::SocketAddr;
@@ -40,6 +43,30 @@ pub struct DtlsLog {
     pub failures: Vec<String>,
     /// Every event as text, in order.
     pub events: Vec<String>,
+    /// Datagrams, both ways, whose first record is not application data
+    /// (handshake, ChangeCipherSpec, alerts): the session's set-up cost.
+    pub setup_datagrams: u64,
+    /// UDP payload bytes of those datagrams.
+    pub setup_bytes: u64,
+    /// Datagrams, both ways, carrying application data (CoAP).
+    pub data_datagrams: u64,
+    /// UDP payload bytes of those datagrams.
+    pub data_bytes: u64,
+}
+
+/// DTLS record content type of application data (RFC 6347 §4.1).
+const APPLICATION_DATA: u8 = 23;
+
+fn count(log: &Mutex<DtlsLog>, datagram: &[u8]) {
+    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+    let n = datagram.len() as u64;
+    if datagram.first() == Some(&APPLICATION_DATA) {
+        log.data_datagrams += 1;
+        log.data_bytes += n;
+    } else {
+        log.setup_datagrams += 1;
+        log.setup_bytes += n;
+    }
 }
 
 /// A DTLS server on one UDP socket, presented as a datagram transport of
@@ -162,7 +189,9 @@ async fn serve(
     loop {
         while let Some((peer, d)) = server.poll_transmit() {
             // A failed UDP send is like a lost datagram: the peer retransmits.
-            let _ = socket.send_to(&d, peer).await;
+            if socket.send_to(&d, peer).await.is_ok() {
+                count(&log, &d);
+            }
         }
         while let Some(p) = server.poll_plaintext() {
             if plain_tx.send(p).await.is_err() {
@@ -178,6 +207,7 @@ async fn serve(
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 if let Ok((n, peer)) = r {
+                    count(&log, &buf[..n]);
                     server.handle_datagram(peer, &buf[..n], Instant::now());
                 }
             }

@@ -16,6 +16,7 @@
 //! (`LightweightM2M-1.1-int-771-coap`, `-coaps`, `-http`, `-https`): the
 //! engine's matrix is security-only, so the protocol is part of the id.
 
+pub mod floor;
 pub mod interrupt;
 pub mod support;
 
@@ -287,6 +288,23 @@ pub(crate) fn cases() -> Vec<CaseDef> {
         },
     ]);
     v.extend(interrupt::cases());
+    v.push(CaseDef {
+        meta: CaseMeta {
+            requires: &["lwm2m", "console", "impair"],
+            ..meta(
+                "fota.lwm2m-coaps-block2.floor",
+                "CoAPS Block2 pull: bytes on the wire against the framing floor",
+                300,
+                Some(
+                    "Pull the 1 MiB image over coaps:// (PSK, CCM_8, 1024-byte blocks) on the \
+                     simulated network. The file server's flow in whole Ethernet frames, minus \
+                     the DTLS handshake (reported separately), divided by the floor computed \
+                     from the framing (rig/suite/src/cases/fota/floor.rs): at most 1.02.",
+                ),
+            )
+        },
+        body: |cx| Box::pin(floor::run(cx)),
+    });
     v
 }
 

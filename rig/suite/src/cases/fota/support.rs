@@ -236,6 +236,15 @@ impl FileServers {
         }
     }
 
+    /// The CoAPS server's DTLS log so far (empty if none runs).
+    pub(crate) fn dtls_log(&self) -> DtlsLog {
+        self.coaps
+            .as_ref()
+            .map_or_else(DtlsLog::default, |(_, log)| {
+                log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            })
+    }
+
     /// Stops the server of `proto` (a lost connection on loopback, where
     /// there is no link to cut).
     pub(crate) async fn stop(&mut self, proto: Proto) {
