@@ -29,7 +29,9 @@ use crate::cases::device_management::{
     as_i64, check_values, decoded, discover, encode, expect, id_of, no_deviations, path, read,
     value_at, wait_update_lt, write_attributes, write_value,
 };
-use crate::cases::reporting::{check_intervals, collect, observe, secs, tolerance};
+use crate::cases::reporting::{
+    check_intervals, collect, first_in_window, observe, secs, tolerance,
+};
 use crate::start::{self, prompt_wait};
 
 const REQUIRES: &[&str] = &["lwm2m"];
@@ -1037,43 +1039,6 @@ fn list(records: &[Record]) -> String {
         .join(", ")
 }
 
-/// The first notification of `o`, which must come within [30, 45] s
-/// (scaled, with tolerance) of `t0`.
-async fn first_in_window(
-    cx: &CaseContext,
-    events: &mut tokio::sync::broadcast::Receiver<ServerEvent>,
-    o: ObservationId,
-    t0: Instant,
-) -> Result<Vec<Record>, CaseFailure> {
-    let tol = tolerance(cx);
-    let lo = cx.scaled(Duration::from_secs(30)).saturating_sub(tol);
-    let hi = cx.scaled(Duration::from_secs(45)) + tol;
-    let left = (t0 + hi).saturating_duration_since(Instant::now());
-    let got = lwm2m::wait_for(
-        events,
-        left,
-        |e| matches!(e, ServerEvent::Notification { observation, .. } if *observation == o),
-    )
-    .await;
-    let Some(ServerEvent::Notification { response, at, .. }) = got else {
-        return Err(CaseFailure::fail(format!(
-            "Observe-Composite: expected a notification within pmax (45 s scaled = {}, tolerance {}); saw none",
-            secs(cx.scaled(Duration::from_secs(45))),
-            secs(tol)
-        )));
-    };
-    let d = at.duration_since(t0);
-    if d < lo {
-        return Err(CaseFailure::fail(format!(
-            "Observe-Composite: the first notification came {} after the Observe, before pmin (30 s scaled = {}, tolerance {})",
-            secs(d),
-            secs(cx.scaled(Duration::from_secs(30))),
-            secs(tol)
-        )));
-    }
-    Ok(response.decoded.unwrap_or_default())
-}
-
 async fn int_308(cx: &mut CaseContext) -> CaseResult {
     begin(cx, EtsConfig::C3, &[16]).await?;
     write_attributes(cx, "/16", "pmin=30&pmax=45").await?;
@@ -1087,7 +1052,7 @@ async fn int_308(cx: &mut CaseContext) -> CaseResult {
         )));
     }
     create_portfolio(cx, 1, &["Host Device ID #2"]).await?;
-    let recs = first_in_window(cx, &mut events, o, t0).await?;
+    let (recs, _) = first_in_window(cx, &mut events, o, t0).await?;
     if !has_under(&recs, "/16/0") || !has_under(&recs, "/16/1") {
         return Err(CaseFailure::fail(format!(
             "the notification after Create /16/1: expected values of /16/0 and /16/1, saw {}",
@@ -1116,7 +1081,7 @@ async fn int_309(cx: &mut CaseContext) -> CaseResult {
         cx.server.delete(&cx.endpoint, &path("/16/1")?).await,
         Code::DELETED,
     )?;
-    let recs = first_in_window(cx, &mut events, o, t0).await?;
+    let (recs, _) = first_in_window(cx, &mut events, o, t0).await?;
     if !has_under(&recs, "/16/0") || has_under(&recs, "/16/1") {
         return Err(CaseFailure::fail(format!(
             "the notification after Delete /16/1: expected values of /16/0 and none of /16/1, saw {}",

@@ -177,32 +177,7 @@ async fn int_304(cx: &mut CaseContext) -> CaseResult {
     write_attributes(cx, "/1/0/1", "pmin=30&pmax=45").await?;
     let mut events = cx.server.events();
     let (o, t0) = observe_composite(cx).await?;
-    let tol = tolerance(cx);
-    let lo = cx.scaled(Duration::from_secs(30)).saturating_sub(tol);
-    let hi = cx.scaled(Duration::from_secs(45)) + tol;
-    let got = lwm2m::wait_for(
-        &mut events,
-        hi,
-        |e| matches!(e, ServerEvent::Notification { observation, .. } if *observation == o),
-    )
-    .await;
-    let Some(ServerEvent::Notification { response, at, .. }) = got else {
-        return Err(CaseFailure::fail(format!(
-            "Observe-Composite: expected the first notification within pmax (45 s scaled = {}, tolerance {}); saw none",
-            secs(cx.scaled(Duration::from_secs(45))),
-            secs(tol)
-        )));
-    };
-    let d = at.duration_since(t0);
-    if d < lo {
-        return Err(CaseFailure::fail(format!(
-            "Observe-Composite: the first notification came {} after the Observe, before pmin (30 s scaled = {}, tolerance {})",
-            secs(d),
-            secs(cx.scaled(Duration::from_secs(30))),
-            secs(tol)
-        )));
-    }
-    let recs = response.decoded.unwrap_or_default();
+    let (recs, d) = first_in_window(cx, &mut events, o, t0).await?;
     for p in COMPOSITE {
         let want = path(p)?;
         if !recs.iter().any(|r| want.is_prefix_of(&r.path)) {
@@ -381,6 +356,43 @@ async fn int_311(cx: &mut CaseContext) -> CaseResult {
         ],
     )?;
     no_deviations(cx)
+}
+
+/// The first notification of `o`, which must come within [30, 45] s
+/// (scaled, with tolerance) of `t0`: its records and when it came after `t0`.
+pub(crate) async fn first_in_window(
+    cx: &CaseContext,
+    events: &mut tokio::sync::broadcast::Receiver<ServerEvent>,
+    o: ObservationId,
+    t0: Instant,
+) -> Result<(Vec<Record>, Duration), CaseFailure> {
+    let tol = tolerance(cx);
+    let lo = cx.scaled(Duration::from_secs(30)).saturating_sub(tol);
+    let hi = cx.scaled(Duration::from_secs(45)) + tol;
+    let left = (t0 + hi).saturating_duration_since(Instant::now());
+    let got = lwm2m::wait_for(
+        events,
+        left,
+        |e| matches!(e, ServerEvent::Notification { observation, .. } if *observation == o),
+    )
+    .await;
+    let Some(ServerEvent::Notification { response, at, .. }) = got else {
+        return Err(CaseFailure::fail(format!(
+            "Observe-Composite: expected the first notification within pmax (45 s scaled = {}, tolerance {}); saw none",
+            secs(cx.scaled(Duration::from_secs(45))),
+            secs(tol)
+        )));
+    };
+    let d = at.duration_since(t0);
+    if d < lo {
+        return Err(CaseFailure::fail(format!(
+            "Observe-Composite: the first notification came {} after the Observe, before pmin (30 s scaled = {}, tolerance {})",
+            secs(d),
+            secs(cx.scaled(Duration::from_secs(30))),
+            secs(tol)
+        )));
+    }
+    Ok((response.decoded.unwrap_or_default(), d))
 }
 
 pub(crate) fn tolerance(cx: &CaseContext) -> Duration {
