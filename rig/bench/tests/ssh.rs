@@ -82,6 +82,9 @@ struct Pi {
     addr: Ipv4Addr,
     dir: tempfile::TempDir,
     sshd: Option<Child>,
+    /// Holds this Pi's subnet (see [`claim_subnet`]); released after `drop`
+    /// has deleted the namespace and the veth.
+    _subnet_lock: std::fs::File,
 }
 
 const SSH_PORT: u16 = 2222;
@@ -130,6 +133,41 @@ case "$1" in
 esac
 "#;
 
+/// Claims a host-side subnet `10.78.X.0/24` for one [`Pi`].
+///
+/// The host end of the veth lives in the root namespace, so two test
+/// processes (nextest runs every test in its own) must never pick the same
+/// `X`: the host would route to either sshd, and the test would meet the other
+/// Pi's host key. Each `X` is claimed with an exclusive lock on
+/// `/tmp/rig-ssh-test-10.78.X.lock`, held by the returned file for the Pi's
+/// lifetime. The kernel drops the lock when the process dies, so a crashed run
+/// leaves no stale claim. A subnet still on a host interface (a run killed
+/// before its guard ran) is skipped too.
+fn claim_subnet() -> (u8, std::fs::File) {
+    let start = std::process::id() % 250;
+    for i in 0..250u32 {
+        let x = u8::try_from((start + i) % 250).unwrap();
+        let path = std::env::temp_dir().join(format!("rig-ssh-test-10.78.{x}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        if file.try_lock().is_err() {
+            continue;
+        }
+        let out = Command::new("ip")
+            .args(["-o", "-4", "addr", "show", "to", &format!("10.78.{x}.0/24")])
+            .output()
+            .expect("run ip (apt-get install iproute2)");
+        if out.stdout.is_empty() {
+            return (x, file);
+        }
+    }
+    panic!("no free test subnet in 10.78.0.0/16: every one is locked or in use");
+}
+
 impl Pi {
     fn start() -> Pi {
         Self::start_with(false)
@@ -149,8 +187,7 @@ impl Pi {
         static NEXT: AtomicU8 = AtomicU8::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        // A subnet per test and per test process (parallel runs coexist).
-        let subnet = u8::try_from((pid % 50) * 5).unwrap() + n % 5;
+        let (subnet, subnet_lock) = claim_subnet();
         let mut pi = Pi {
             ns: format!("rigssh-{pid}-{n}"),
             host_if: format!("rsh{}{n}", pid % 10_000_000),
@@ -158,6 +195,7 @@ impl Pi {
             addr: Ipv4Addr::new(10, 78, subnet, 2),
             dir: tempfile::tempdir().unwrap(),
             sshd: None,
+            _subnet_lock: subnet_lock,
         };
         pi.build(fake_systemd);
         pi
