@@ -95,6 +95,14 @@ pub struct CaseMeta {
     /// real device's CoAP MAX_TRANSMIT_WAIT, as in int-7), so the engine
     /// never divides its timeout by the time scale.
     pub unscaled_timeout: bool,
+    /// The largest time scale the case's counts stay exact at, if it has one
+    /// (a MachNation report every second over TCP: at a larger scale the
+    /// reports come faster than TCP's delayed ACK and the packet counts
+    /// change). The engine runs the case at the smaller of this and the
+    /// run's scale: its `CaseContext::time_scale` and its timeout. Only for
+    /// cases that start their own servers: the run's LwM2M server keeps the
+    /// run's scale.
+    pub max_time_scale: Option<f64>,
 }
 
 /// Why a case did not pass.

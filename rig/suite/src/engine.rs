@@ -515,7 +515,9 @@ pub async fn run_with_hooks(
         let suite_end = match suite_deadline {
             Some((s, d)) if s == entry.suite => d,
             _ => {
-                let d = suite.timeout.map(|t| Instant::now() + t);
+                let d = suite.timeout.map(|t| {
+                    Instant::now() + suite_timeout(t, suite.time_scale, settings.time_scale)
+                });
                 suite_deadline = Some((entry.suite, d));
                 d
             }
@@ -659,6 +661,18 @@ pub fn exit_code(result: &RunResult) -> u8 {
     }
 }
 
+/// A suite's wall-time budget for the scale it runs at: `timeout_s` holds at
+/// the suite's own `time_scale`, so a `--time-scale` override that runs the
+/// suite slower stretches it alike (`machnation.toml`'s 60 becoming 1 makes
+/// its budget 60 times longer). An override that runs it faster keeps the
+/// file's budget: start-up and handshakes do not get faster.
+fn suite_timeout(timeout: Duration, suite_scale: Option<f64>, run_scale: Option<f64>) -> Duration {
+    match (suite_scale, run_scale) {
+        (Some(own), Some(run)) if run > 0.0 && run < own => timeout.mul_f64(own / run),
+        _ => timeout,
+    }
+}
+
 /// Everything one case run needs (to keep `run` readable).
 struct CaseRun<'a> {
     entry: &'a PlannedEntry,
@@ -686,8 +700,16 @@ impl CaseRun<'_> {
         if meta.unscaled_timeout {
             return t;
         }
-        t.div_f64(self.time_scale)
+        t.div_f64(self.case_time_scale())
             .max(t.min(MIN_SCALED_CASE_TIMEOUT))
+    }
+
+    /// The run's time scale, held to the case's [`CaseMeta::max_time_scale`].
+    fn case_time_scale(&self) -> f64 {
+        match self.entry.case.meta.max_time_scale {
+            Some(max) if max >= 1.0 => self.time_scale.min(max),
+            _ => self.time_scale,
+        }
     }
 
     async fn run(
@@ -742,7 +764,7 @@ impl CaseRun<'_> {
             server,
             dut,
             endpoint: self.settings.endpoint.clone(),
-            time_scale: self.time_scale,
+            time_scale: self.case_time_scale(),
             measurements: Vec::new(),
             progress: tx,
             security: SecurityContext {
@@ -1096,6 +1118,7 @@ mod tests {
             timeout: Duration::from_millis(ms),
             reading: None,
             unscaled_timeout: false,
+            max_time_scale: None,
         }
     }
 
@@ -1537,5 +1560,42 @@ mod tests {
         assert_eq!(run(1.0).case_timeout(), Duration::from_secs(20));
         assert_eq!(run(1.5).case_timeout(), Duration::from_secs_f64(20.0 / 1.5));
         assert_eq!(run(100.0).case_timeout(), MIN_SCALED_CASE_TIMEOUT);
+
+        // A case held to scale 4 runs at 4 and gets its timeout for 4.
+        let mut meta = LIB[5].meta.clone();
+        meta.max_time_scale = Some(4.0);
+        // Plans hold `&'static` cases; one leaked test case is fine.
+        let held: &'static CaseDef = Box::leak(Box::new(CaseDef {
+            meta,
+            body: LIB[5].body,
+        }));
+        let held_entry = PlannedEntry {
+            case: held,
+            suite: 0,
+            not_applicable: None,
+            security: None,
+            run: None,
+        };
+        let run = |time_scale| CaseRun {
+            entry: &held_entry,
+            ..run(time_scale)
+        };
+        assert_eq!(run(60.0).case_time_scale(), 4.0);
+        assert_eq!(run(60.0).case_timeout(), MIN_SCALED_CASE_TIMEOUT);
+        assert_eq!(run(2.0).case_time_scale(), 2.0);
+        assert_eq!(run(2.0).case_timeout(), Duration::from_secs(10));
+        assert_eq!(run(1.0).case_timeout(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_slower_time_scale_than_the_suites_stretches_its_timeout() {
+        let t = Duration::from_secs(900);
+        // machnation.toml (scale 60) run at --time-scale 1: 60 times longer.
+        assert_eq!(suite_timeout(t, Some(60.0), Some(1.0)), t * 60);
+        assert_eq!(suite_timeout(t, Some(60.0), Some(30.0)), t * 2);
+        // Faster, the same scale, or no scale in the file: as written.
+        assert_eq!(suite_timeout(t, Some(60.0), Some(120.0)), t);
+        assert_eq!(suite_timeout(t, Some(60.0), None), t);
+        assert_eq!(suite_timeout(t, None, Some(1.0)), t);
     }
 }

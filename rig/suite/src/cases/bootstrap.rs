@@ -36,6 +36,7 @@ fn meta(id: &'static str, title: &'static str, reading: Option<&'static str>) ->
         timeout: Duration::from_secs(90),
         reading,
         unscaled_timeout: false,
+        max_time_scale: None,
     }
 }
 
@@ -126,6 +127,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
             meta: CaseMeta {
                 timeout: Duration::from_secs(240),
                 unscaled_timeout: true,
+                max_time_scale: None,
                 ..meta(
                     "LightweightM2M-1.1-int-7",
                     "Fallback to bootstrap",

@@ -58,6 +58,7 @@ fn case(
             timeout: Duration::from_secs(timeout_s),
             reading: Some(reading),
             unscaled_timeout: false,
+            max_time_scale: None,
         },
         body,
     }

@@ -238,6 +238,7 @@ pub(crate) fn case(
             timeout: Duration::from_secs(90),
             reading,
             unscaled_timeout: false,
+            max_time_scale: None,
         },
         body,
     }

@@ -80,6 +80,7 @@ fn meta(
         timeout: Duration::from_secs(timeout_s),
         reading,
         unscaled_timeout: false,
+        max_time_scale: None,
     }
 }
 

@@ -271,6 +271,7 @@ pub(crate) fn cases() -> Vec<CaseDef> {
                      image; figures against the uninterrupted baseline of the same path.",
                 ),
                 unscaled_timeout: false,
+                max_time_scale: None,
             },
             body,
         });
