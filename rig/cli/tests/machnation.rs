@@ -313,6 +313,10 @@ fn the_machnation_suite_calibrates_and_compares_on_the_simulated_bench() {
         );
         let study = measurement(&json, &id, "machnation.power.study_window.energy_wh");
         assert!((0.05..5.0).contains(&study), "{id}: {study} Wh over 10 min");
+        // The model at real time: a Pi's 2.75 W baseline for 10 minutes
+        // (0.458 Wh) plus a little traffic.
+        let model = measurement(&json, &id, "machnation.power.model.energy_wh");
+        assert!((0.458..0.47).contains(&model), "{id}: model {model} Wh");
         assert_eq!(
             measurement(&json, &id, "machnation.reports"),
             20.0,
@@ -596,13 +600,23 @@ fn power_counts_do_not_depend_on_the_time_scale() {
             } else {
                 (&runs[0].2, &runs[0].1)
             };
-            // Energy is that of the compressed run (power/README.md): here
-            // only that the meter measured the window.
+            // The meter's energy is that of the compressed run
+            // (power/README.md): here only that it measured the window. The
+            // model's energy at real time must agree across the scales.
             for j in [one, scaled] {
                 assert!(
                     measurement(j, &id, "machnation.power.energy_mj") > 0.0,
                     "{id}"
                 );
+            }
+            // (Idle compares a 10 s window with the study's 600 s one.)
+            let model = "machnation.power.model.energy_mj";
+            if scenario != "power-idle" {
+                let (a, b) = (
+                    measurement(one, &id, model),
+                    measurement(scaled, &id, model),
+                );
+                assert!((a - b).abs() <= 1e-3 * a, "{id} {model}: {a} vs {b}");
             }
             let mut names = vec!["machnation.packets.up", "machnation.bytes.up"];
             if scenario != "power-idle" {

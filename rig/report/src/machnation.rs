@@ -156,10 +156,13 @@ impl Row<'_> {
     }
 
     /// Energy over the study's 10-minute window (Wh), to set beside the
-    /// study's: `machnation.power.study_window.energy_wh` (mean power × the
-    /// study's window), else the whole case's `power.energy_wh`.
+    /// study's: the energy model's at real time
+    /// (`machnation.power.model.energy_wh`, a modelled meter), else
+    /// `machnation.power.study_window.energy_wh` (mean power × the study's
+    /// window), else the whole case's `power.energy_wh`.
     pub fn energy_wh_study(&self) -> Option<f64> {
-        self.get("machnation.power.study_window.energy_wh")
+        self.get("machnation.power.model.energy_wh")
+            .or_else(|| self.get("machnation.power.study_window.energy_wh"))
             .or_else(|| self.get("power.energy_wh"))
     }
 

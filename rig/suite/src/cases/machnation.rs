@@ -868,6 +868,15 @@ struct Window {
     end: tokio::time::Instant,
     power: Option<rig_bench::power::CasePower>,
     study_s: f64,
+    model: Option<ModelTap>,
+}
+
+/// The window's frames for the energy model at real time ([`real_time_energy_mj`]).
+struct ModelTap {
+    tap: rig_net::FrameTap,
+    from: std::time::Instant,
+    profile: rig_bench::power::PowerProfile,
+    scale: f64,
 }
 
 /// A closed window: the bridge's counts and the meter's energy.
@@ -875,6 +884,37 @@ struct Closed {
     acc: Accounting,
     power: Option<rig_bench::power::PowerWindow>,
     study_s: f64,
+    /// The model's energy over the study's window at real time (mJ).
+    model_mj: Option<f64>,
+}
+
+/// The energy model's exact energy (mJ) over the first `study` of a window
+/// as it would run at time scale 1: each frame (time since the window
+/// opened, direction, L2 bytes) moves to its unscaled time, `at × scale`,
+/// while its air time stays what its bytes take. Under a time scale the
+/// meter sees the traffic packed into a shorter window, so its mean power
+/// over-weights the traffic and cuts the radio tails short; this puts
+/// every frame, tail and floor back where the study's clock has them. At
+/// scale 1 it is the model's integral over the window as it ran.
+pub fn real_time_energy_mj(
+    profile: &rig_bench::power::PowerProfile,
+    frames: &[(Duration, Direction, usize)],
+    scale: f64,
+    study: Duration,
+) -> f64 {
+    use rig_bench::power::{Direction as Radio, FrameEvent, PowerModel};
+    let mut model = PowerModel::new(profile.clone());
+    for &(at, dir, bytes) in frames {
+        model.add_frame(FrameEvent {
+            at: at.mul_f64(scale.max(1.0)),
+            bytes,
+            direction: match dir {
+                Direction::Up => Radio::Tx,
+                Direction::Down => Radio::Rx,
+            },
+        });
+    }
+    model.energy_mj(Duration::ZERO, study)
 }
 
 impl Closed {
@@ -895,6 +935,10 @@ impl Closed {
                 p.avg_mw * self.study_s / 3.6e6,
             );
         }
+        if let Some(mj) = self.model_mj {
+            f.insert("machnation.power.model.energy_mj".into(), mj);
+            f.insert("machnation.power.model.energy_wh".into(), mj / 3.6e6);
+        }
         f
     }
 }
@@ -912,15 +956,34 @@ fn open(
         len.as_secs_f64(),
         scenario.window().as_secs()
     ));
+    // A modelled meter in a power scenario also gets the window's energy at
+    // real time (see `real_time_energy_mj`).
+    let model = match (&cx.power, scenario) {
+        (Some(p), Scenario::Power(_)) => match p
+            .profile()
+            .and_then(|n| rig_bench::power::PowerProfile::by_name(&n))
+        {
+            Some(profile) => Some(ModelTap {
+                tap: tap(bridge)?,
+                from: std::time::Instant::now(),
+                profile,
+                scale: cx.time_scale,
+            }),
+            None => None,
+        },
+        _ => None,
+    };
     net("begin_window", bridge.begin_window(&name))?;
     if let Some(p) = &cx.power {
         p.begin_window(&name);
     }
+    let custom: Option<f64> = cx.param("window_s", None)?;
     Ok(Window {
         name,
         end: tokio::time::Instant::now() + len,
         power: cx.power.clone(),
-        study_s: scenario.window().as_secs_f64(),
+        study_s: custom.unwrap_or(scenario.window().as_secs_f64()),
+        model,
     })
 }
 
@@ -943,10 +1006,26 @@ async fn close(
         ),
         None => None,
     };
+    let model_mj = w.model.map(|m| {
+        let to = std::time::Instant::now();
+        let frames: Vec<(Duration, Direction, usize)> = m
+            .tap
+            .try_iter()
+            .filter(|f| f.at >= m.from && f.at <= to)
+            .map(|f| (f.at - m.from, f.direction, f.l2_len))
+            .collect();
+        real_time_energy_mj(
+            &m.profile,
+            &frames,
+            m.scale,
+            Duration::from_secs_f64(w.study_s),
+        )
+    });
     inside.map(|()| Closed {
         acc,
         power,
         study_s: w.study_s,
+        model_mj,
     })
 }
 
@@ -1953,12 +2032,20 @@ async fn compare_body(cx: &mut CaseContext, scenario: Scenario) -> CaseResult {
         let Some(m) = recall(&key, scenario, mqtt) else {
             continue;
         };
+        // Energy: the model's at real time when both cases have it (a
+        // modelled meter: exact at any time scale), else the meter's mean
+        // power over the study's window (equal windows, as the study's
+        // 10-minute Wh; the real windows differ by milliseconds).
+        let model = "machnation.power.model.energy_wh";
+        let energy = if lw.contains_key(model) && m.contains_key(model) {
+            model
+        } else {
+            "machnation.power.study_window.energy_wh"
+        };
         for (metric, name) in [
             ("bytes", "machnation.bytes"),
             ("packets", "machnation.packets"),
-            // Mean power over the study's window: equal windows, as the
-            // study's 10-minute Wh (the real windows differ by milliseconds).
-            ("energy", "machnation.power.study_window.energy_wh"),
+            ("energy", energy),
         ] {
             if let (Some(a), Some(b)) = (lw.get(name), m.get(name))
                 && *b > 0.0
@@ -2076,6 +2163,41 @@ mod tests {
         assert_eq!(f["machnation.payload_bytes.down"], 41.0);
         // Both frames in one 100 ms bin of ten: peak / mean = 10.
         assert!((f["machnation.burstiness"] - 10.0).abs() < 1e-9, "{f:?}");
+    }
+
+    #[test]
+    fn the_real_time_energy_unpacks_a_scaled_window() {
+        use rig_bench::power::PowerProfile;
+        let lte = PowerProfile::by_name("lte-m").unwrap();
+        let ms = Duration::from_millis;
+        // A report every 30 s with its reply, over a 120 s window at scale 1,
+        // and the same traffic at scale 60 (every 0.5 s).
+        let one: Vec<_> = (0..4)
+            .flat_map(|i| {
+                [
+                    (ms(30_000 * i), Direction::Up, 182),
+                    (ms(30_000 * i + 20), Direction::Down, 120),
+                ]
+            })
+            .collect();
+        let sixty: Vec<_> = one
+            .iter()
+            .map(|&(t, d, b)| (t.div_f64(60.0), d, b))
+            .collect();
+        let w = Duration::from_secs(120);
+        let a = real_time_energy_mj(&lte, &one, 1.0, w);
+        let b = real_time_energy_mj(&lte, &sixty, 60.0, w);
+        assert!((a - b).abs() < 1e-6 * a, "{a} vs {b}");
+        // The 30 s of tails after each report keep the radio out of PSM:
+        // far above the floor alone, and below the radio on all the time.
+        let floor = (lte.baseline_ma + lte.floor_ma) * lte.supply_v * 120.0;
+        assert!(a > 2.0 * floor, "{a} vs floor {floor}");
+        // Packed into 2 s, the meter would see one tail, not four.
+        let packed = real_time_energy_mj(&lte, &sixty, 1.0, w);
+        assert!(packed < a, "{packed} vs {a}");
+        // No traffic: the baseline and the floor.
+        let idle = real_time_energy_mj(&lte, &[], 60.0, w);
+        assert!((idle - floor).abs() < 1e-6 * floor, "{idle} vs {floor}");
     }
 
     #[test]
