@@ -55,6 +55,9 @@ pub enum MqttVariant {
 /// The keepalive of SDK 1.4.7's `connect()`.
 pub const AWS_KEEPALIVE: Duration = Duration::from_secs(600);
 
+/// The longest a connection (TCP, TLS and CONNACK) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The CONNECT username SDK 1.4.7 sends with metrics on (the default).
 pub const METRICS_USERNAME: &str = "?SDK=Python&Version=1.4.7";
 
@@ -408,6 +411,12 @@ pub async fn run(
     let broker = parse_url(&url).map_err(AgentError::Config)?;
     let opts = options(&cfg, broker).map_err(AgentError::Config)?;
     let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(opts, 16);
+    // rumqttc gives TCP + TLS + CONNACK 5 s by default; over NB-IoT (1.4 s
+    // round trips, 26 kbit/s down) the AWS-like handshake alone takes
+    // longer. A device on such a link waits longer too.
+    eventloop
+        .network_options
+        .set_connection_timeout(CONNECT_TIMEOUT.as_secs());
     let topics = Topics::new(cfg.mqtt_variant, &cfg.mqtt_topic_root, &cfg.endpoint);
     let report_every = cfg
         .report_every
