@@ -62,6 +62,7 @@ fn the_driver_reads_bus_voltage_current_and_power_of_the_model_within_one_lsb() 
         at: Duration::from_millis(5),
         bytes: 1_000_000,
         direction: Direction::Tx,
+        ip: true,
     });
     now.store(ms(10), Ordering::SeqCst);
     let s = meter.poll().unwrap().unwrap();
@@ -171,6 +172,7 @@ fn the_sampler_writes_csv_at_the_conversion_rate_and_integrates_energy() {
         at: Duration::from_millis(300),
         bytes: 5_000,
         direction: Direction::Tx,
+        ip: true,
     });
     std::thread::sleep(Duration::from_millis(1_300));
     let trace = sampler.stop().unwrap();

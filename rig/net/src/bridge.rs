@@ -129,6 +129,8 @@ pub struct TappedFrame {
     pub direction: Direction,
     /// Whole Ethernet frame length (B).
     pub l2_len: usize,
+    /// An IPv4 or IPv6 packet (false: ARP and other link-layer frames).
+    pub ip: bool,
 }
 
 /// The reading end of a frame tap: a bounded channel the bridge never
@@ -266,15 +268,20 @@ impl State {
 
     /// Hands a frame to every tap; a full tap counts a drop, a closed one
     /// is detached.
-    fn tap(&mut self, dir: Direction, now: Duration, l2_len: usize) {
+    fn tap(&mut self, dir: Direction, now: Duration, bytes: &[u8]) {
         if self.taps.is_empty() {
             return;
         }
+        let ethertype = bytes.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]]));
         let frame = TappedFrame {
             at: self.t0 + now,
             since_start: now,
             direction: dir,
-            l2_len,
+            l2_len: bytes.len(),
+            ip: matches!(
+                ethertype,
+                Some(crate::frame::ETHERTYPE_IPV4 | crate::frame::ETHERTYPE_IPV6)
+            ),
         };
         self.taps.retain(|(tx, dropped)| match tx.try_send(frame) {
             Ok(()) => true,
@@ -288,7 +295,7 @@ impl State {
 
     fn delivered(&mut self, dir: Direction, now: Duration, frame: &[u8]) {
         if dir == Direction::Down {
-            self.tap(dir, now, frame.len());
+            self.tap(dir, now, frame);
         }
         let info = FrameInfo::parse(frame);
         if info.l2_len > 1514 {
@@ -528,7 +535,7 @@ fn run_loop(mut st: State, socks: [PacketSocket; 2], rx: Receiver<Cmd>, wake: Un
                         }
                         let now = st.now();
                         if dir == Direction::Up {
-                            st.tap(dir, now, frame.len());
+                            st.tap(dir, now, &frame);
                         }
                         st.pipes[idx(dir)].handle_frame(now, frame);
                     }

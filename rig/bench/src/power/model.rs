@@ -34,6 +34,9 @@ pub struct FrameEvent {
     pub bytes: usize,
     /// Its direction.
     pub direction: Direction,
+    /// An IP packet; false for ARP and other link-layer frames, which a
+    /// cellular radio never sends ([`PowerProfile::ip_only`]).
+    pub ip: bool,
 }
 
 /// The numbers of one energy profile. Currents in mA at `supply_v`.
@@ -59,6 +62,10 @@ pub struct PowerProfile {
     pub tail: Vec<(f64, f64)>,
     /// The radio's resting current once the tail is over (mA).
     pub floor_ma: f64,
+    /// The radio carries IP packets only (a cellular modem: no ARP or other
+    /// link-layer frames on the air), so the model ignores the bridge's
+    /// other frames.
+    pub ip_only: bool,
 }
 
 /// Profile names [`PowerProfile::by_name`] knows.
@@ -80,6 +87,7 @@ impl PowerProfile {
                 per_frame_s: 0.000_1,
                 tail: vec![],
                 floor_ma: 0.0,
+                ip_only: false,
             },
             // The same board on Wi-Fi (CYW43455) in power-save mode.
             "wifi" => PowerProfile {
@@ -93,6 +101,7 @@ impl PowerProfile {
                 per_frame_s: 0.001,
                 tail: vec![(0.24, 60.0)],
                 floor_ma: 5.0,
+                ip_only: false,
             },
             // An nRF9160-class LTE-M module on 3.7 V, with PSM.
             "lte-m" => PowerProfile {
@@ -106,6 +115,7 @@ impl PowerProfile {
                 per_frame_s: 0.01,
                 tail: vec![(10.0, 6.0), (20.0, 0.6)],
                 floor_ma: 0.0027,
+                ip_only: true,
             },
             // The same module on NB-IoT, with PSM.
             "nb-iot" => PowerProfile {
@@ -119,6 +129,7 @@ impl PowerProfile {
                 per_frame_s: 0.05,
                 tail: vec![(20.0, 4.0), (20.0, 0.5)],
                 floor_ma: 0.0027,
+                ip_only: true,
             },
             _ => return None,
         })
@@ -173,6 +184,9 @@ impl PowerModel {
     /// Adds a frame. Frames may come in any order; overlapping air times
     /// merge (the higher current wins for the overlap's whole interval).
     pub fn add_frame(&mut self, frame: FrameEvent) {
+        if self.profile.ip_only && !frame.ip {
+            return;
+        }
         let start = frame.at.as_secs_f64();
         let end = start + self.profile.air_time_s(frame.bytes, frame.direction);
         let ma = match frame.direction {
@@ -374,6 +388,7 @@ mod tests {
             at: s(1.0),
             bytes: 100,
             direction: Direction::Tx,
+            ip: true,
         });
         assert!((m.current_ma(s(1.0 + air / 2.0)) - 120.5).abs() < 1e-9);
         assert!((m.current_ma(s(1.0 + air + 5.0)) - 6.5).abs() < 1e-9);
@@ -397,6 +412,7 @@ mod tests {
                 at: s(f64::from(i)),
                 bytes: 200,
                 direction: Direction::Tx,
+                ip: true,
             });
         }
         let mut full = fed.clone();
@@ -422,6 +438,7 @@ mod tests {
                 at: s(at),
                 bytes: 0,
                 direction: Direction::Rx,
+                ip: true,
             });
         }
         // The second frame ends at 1.101; its tail lasts until 1.341.

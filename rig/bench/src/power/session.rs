@@ -450,6 +450,7 @@ mod tests {
                 at: t + Duration::from_millis(10 * i),
                 bytes: 1_000,
                 direction: Direction::Tx,
+                ip: true,
             })
             .unwrap();
         }

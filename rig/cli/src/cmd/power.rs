@@ -52,6 +52,7 @@ impl PowerHooks {
                                 rig_net::Direction::Up => Direction::Tx,
                                 rig_net::Direction::Down => Direction::Rx,
                             },
+                            ip: f.ip,
                         });
                     }
                 })

@@ -968,13 +968,13 @@ struct Closed {
 /// scale 1 it is the model's integral over the window as it ran.
 pub fn real_time_energy_mj(
     profile: &rig_bench::power::PowerProfile,
-    frames: &[(Duration, Direction, usize)],
+    frames: &[(Duration, Direction, usize, bool)],
     scale: f64,
     study: Duration,
 ) -> f64 {
     use rig_bench::power::{Direction as Radio, FrameEvent, PowerModel};
     let mut model = PowerModel::new(profile.clone());
-    for &(at, dir, bytes) in frames {
+    for &(at, dir, bytes, ip) in frames {
         model.add_frame(FrameEvent {
             at: at.mul_f64(scale.max(1.0)),
             bytes,
@@ -982,6 +982,7 @@ pub fn real_time_energy_mj(
                 Direction::Up => Radio::Tx,
                 Direction::Down => Radio::Rx,
             },
+            ip,
         });
     }
     model.energy_mj(Duration::ZERO, study)
@@ -1026,21 +1027,24 @@ fn open(
         len.as_secs_f64(),
         scenario.window().as_secs()
     ));
-    // A modelled meter in a power scenario also gets the window's energy at
-    // real time (see `real_time_energy_mj`).
-    let model = match (&cx.power, scenario) {
-        (Some(p), Scenario::Power(_)) => match p
-            .profile()
-            .and_then(|n| rig_bench::power::PowerProfile::by_name(&n))
-        {
-            Some(profile) => Some(ModelTap {
-                tap: tap(bridge)?,
-                from: std::time::Instant::now(),
-                profile,
-                scale: cx.time_scale,
-            }),
-            None => None,
-        },
+    // A modelled meter also gets the window's energy at real time (see
+    // `real_time_energy_mj`), free of the INA219's quantisation: on an
+    // LTE-M module's 0.5 mA idle current a Pi-calibrated chip reads a few
+    // LSBs. In connection and write windows (no timers) the scale spreads
+    // the exchange too, both protocols alike; OTA's download of seconds
+    // would spread past the window, so it keeps the meter's figure.
+    let profile = cx
+        .power
+        .as_ref()
+        .and_then(|p| p.profile())
+        .and_then(|n| rig_bench::power::PowerProfile::by_name(&n));
+    let model = match profile {
+        Some(profile) if scenario != Scenario::Ota => Some(ModelTap {
+            tap: tap(bridge)?,
+            from: std::time::Instant::now(),
+            profile,
+            scale: cx.time_scale,
+        }),
         _ => None,
     };
     net("begin_window", bridge.begin_window(&name))?;
@@ -1078,11 +1082,11 @@ async fn close(
     };
     let model_mj = w.model.map(|m| {
         let to = std::time::Instant::now();
-        let frames: Vec<(Duration, Direction, usize)> = m
+        let frames: Vec<(Duration, Direction, usize, bool)> = m
             .tap
             .try_iter()
             .filter(|f| f.at >= m.from && f.at <= to)
-            .map(|f| (f.at - m.from, f.direction, f.l2_len))
+            .map(|f| (f.at - m.from, f.direction, f.l2_len, f.ip))
             .collect();
         real_time_energy_mj(
             &m.profile,
@@ -2261,14 +2265,14 @@ mod tests {
         let one: Vec<_> = (0..4)
             .flat_map(|i| {
                 [
-                    (ms(30_000 * i), Direction::Up, 182),
-                    (ms(30_000 * i + 20), Direction::Down, 120),
+                    (ms(30_000 * i), Direction::Up, 182, true),
+                    (ms(30_000 * i + 20), Direction::Down, 120, true),
                 ]
             })
             .collect();
         let sixty: Vec<_> = one
             .iter()
-            .map(|&(t, d, b)| (t.div_f64(60.0), d, b))
+            .map(|&(t, d, b, ip)| (t.div_f64(60.0), d, b, ip))
             .collect();
         let w = Duration::from_secs(120);
         let a = real_time_energy_mj(&lte, &one, 1.0, w);
@@ -2281,9 +2285,15 @@ mod tests {
         // Packed into 2 s, the meter would see one tail, not four.
         let packed = real_time_energy_mj(&lte, &sixty, 1.0, w);
         assert!(packed < a, "{packed} vs {a}");
-        // No traffic: the baseline and the floor.
+        // No traffic: the baseline and the floor. An ARP exchange is not
+        // on an LTE-M radio's air.
         let idle = real_time_energy_mj(&lte, &[], 60.0, w);
         assert!((idle - floor).abs() < 1e-6 * floor, "{idle} vs {floor}");
+        let arp = [
+            (ms(1_000), Direction::Down, 42, false),
+            (ms(1_050), Direction::Up, 42, false),
+        ];
+        assert_eq!(real_time_energy_mj(&lte, &arp, 60.0, w), idle);
     }
 
     #[test]
