@@ -487,6 +487,21 @@ impl Client {
         self.second_register(now);
     }
 
+    /// The Content-Format of a Write or Create on `path`, or the error
+    /// response it calls for (a missing one is logged).
+    fn format_of(
+        &mut self,
+        req: &Packet,
+        op: &str,
+        path: &ObjectPath,
+    ) -> Result<ContentFormat, ResponseCode> {
+        let format = dm::request_format(req);
+        if format == Err(ResponseCode::BadRequest) {
+            self.log(format!("{op} on {path} without Content-Format"));
+        }
+        format
+    }
+
     fn log(&mut self, line: String) {
         self.logs.push_back(line);
     }
@@ -689,21 +704,9 @@ impl Client {
         path: &ObjectPath,
         replace: bool,
     ) -> (Packet, Option<Action>) {
-        let format = match message::uint_option(req, CoapOption::ContentFormat) {
-            None => {
-                self.log(format!("Write on {path} without Content-Format"));
-                return (message::response(ResponseCode::BadRequest), None);
-            }
-            Some(Ok(n)) => match u16::try_from(n).ok().and_then(ContentFormat::from_u16) {
-                Some(cf) => cf,
-                None => {
-                    return (
-                        message::response(ResponseCode::UnsupportedContentFormat),
-                        None,
-                    );
-                }
-            },
-            Some(Err(())) => return (message::response(ResponseCode::BadOption), None),
+        let format = match self.format_of(req, "Write", path) {
+            Ok(cf) => cf,
+            Err(code) => return (message::response(code), None),
         };
         let records = match content::decode(format, path, &req.payload, self.store.defs()) {
             Ok(r) => r,

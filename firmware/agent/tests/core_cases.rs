@@ -8,25 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
 use common::dut::run;
 use rig_report::events::Verdict;
-
-async fn passes(n: u16, time_scale: f64) {
-    if let Err(f) = run(n, time_scale, &[]).await {
-        panic!("int-{n}: {:?}: {}", f.verdict, f.message);
-    }
-}
-
-macro_rules! pass {
-    ($($name:ident => $n:expr, $scale:expr;)*) => {$(
-        #[tokio::test]
-        async fn $name() {
-            passes($n, $scale).await;
-        }
-    )*};
-}
 
 pass! {
     int_228_write_on_resource_instance => 228, 1.0;

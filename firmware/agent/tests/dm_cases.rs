@@ -6,24 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+#[macro_use]
 mod common;
-
-use common::dut::run;
-
-async fn passes(n: u16, time_scale: f64) {
-    if let Err(f) = run(n, time_scale, &[]).await {
-        panic!("int-{n}: {:?}: {}", f.verdict, f.message);
-    }
-}
-
-macro_rules! pass {
-    ($($name:ident => $n:expr, $scale:expr;)*) => {$(
-        #[tokio::test]
-        async fn $name() {
-            passes($n, $scale).await;
-        }
-    )*};
-}
 
 pass! {
     int_201_plain_text_reads => 201, 1.0;

@@ -70,6 +70,16 @@ impl Agent {
     }
 }
 
+/// The agent's stderr: its log when `RIG_AGENT_STDERR=1` (debugging a
+/// failure), else discarded.
+fn agent_stderr() -> Stdio {
+    if std::env::var_os("RIG_AGENT_STDERR").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
+}
+
 async fn spawn_agent(server: &Lwm2mServer, ep: &str, extra: &[&str]) -> Agent {
     let mut events = server.events();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rig-agent"))
@@ -77,12 +87,7 @@ async fn spawn_agent(server: &Lwm2mServer, ep: &str, extra: &[&str]) -> Agent {
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        // RIG_AGENT_STDERR=1 shows the agent's log (debugging a failure).
-        .stderr(if std::env::var_os("RIG_AGENT_STDERR").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
+        .stderr(agent_stderr())
         .kill_on_drop(true)
         .spawn()
         .expect("spawn rig-agent");
@@ -569,11 +574,7 @@ async fn mqtt_stream_fetches_each_4_kib_block_once() {
         .arg(state.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(if std::env::var_os("RIG_AGENT_STDERR").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
+        .stderr(agent_stderr())
         .kill_on_drop(true)
         .spawn()
         .unwrap();

@@ -9,40 +9,7 @@
 
 mod common;
 
-use common::dut::run;
-use rig_report::events::Verdict;
-
-/// Runs `failing` (each must Fail with its text) and `passing` (each must
-/// pass) against an agent with `--deviate switch`, at `time_scale`.
-async fn caught(switch: &str, time_scale: f64, failing: &[(u16, &str)], passing: &[u16]) {
-    let args = ["--deviate", switch];
-    for (n, text) in failing {
-        match run(*n, time_scale, &args).await {
-            Ok(()) => panic!("--deviate {switch}: int-{n} passed; it must fail"),
-            Err(f) => {
-                assert_eq!(
-                    f.verdict,
-                    Verdict::Fail,
-                    "--deviate {switch}, int-{n}: {}",
-                    f.message
-                );
-                assert!(
-                    f.message.contains(text),
-                    "--deviate {switch}, int-{n}: {:?} lacks {text:?}",
-                    f.message
-                );
-            }
-        }
-    }
-    for n in passing {
-        if let Err(f) = run(*n, time_scale, &args).await {
-            panic!(
-                "--deviate {switch}: int-{n} must still pass, got {:?}: {}",
-                f.verdict, f.message
-            );
-        }
-    }
-}
+use common::dut::caught;
 
 #[tokio::test]
 async fn device_info_as_opaque_fails_201() {

@@ -7,7 +7,7 @@
 //! `poll_transmit` and the timers.
 
 use rig_proto::coap::{CoapOption, Packet, ResponseCode, message};
-use rig_proto::content::{self, ContentFormat};
+use rig_proto::content;
 use rig_proto::path::ObjectPath;
 use rig_proto::time::Instant;
 use rig_proto::value::Value;
@@ -61,21 +61,9 @@ impl Client {
             resp.add_option(CoapOption::LocationPath, b"1".to_vec());
             return (resp, None);
         }
-        let format = match message::uint_option(req, CoapOption::ContentFormat) {
-            Some(Ok(n)) => match u16::try_from(n).ok().and_then(ContentFormat::from_u16) {
-                Some(cf) => cf,
-                None => {
-                    return (
-                        message::response(ResponseCode::UnsupportedContentFormat),
-                        None,
-                    );
-                }
-            },
-            Some(Err(())) => return (message::response(ResponseCode::BadOption), None),
-            None => {
-                self.log(format!("Create on {path} without Content-Format"));
-                return (message::response(ResponseCode::BadRequest), None);
-            }
+        let format = match self.format_of(req, "Create", path) {
+            Ok(cf) => cf,
+            Err(code) => return (message::response(code), None),
         };
         // The payload names its instance (an Object Instance TLV, SenML
         // names) or holds bare resources for an instance we pick.

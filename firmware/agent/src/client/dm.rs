@@ -19,7 +19,7 @@ use crate::config::Deviation;
 use crate::objects::SECURITY;
 
 /// The request's Content-Format, or the answer that refuses the request.
-fn request_format(req: &Packet) -> Result<ContentFormat, ResponseCode> {
+pub(super) fn request_format(req: &Packet) -> Result<ContentFormat, ResponseCode> {
     match message::uint_option(req, CoapOption::ContentFormat) {
         None => Err(ResponseCode::BadRequest),
         Some(Ok(n)) => u16::try_from(n)
@@ -570,8 +570,18 @@ impl Client {
             .ok()
             .and_then(|f| content::senml::decode_paths(f, &req.payload).ok())
             .unwrap_or_default();
+        let attrs = self.composite_attributes(&paths);
+        self.composite.retain(|(i, _)| *i != id);
+        self.composite.push((id, paths));
+        attrs
+    }
+
+    /// The attributes in force for an Observe-Composite of `paths`: those
+    /// of the first path at or under a Write-Attributes target, else the
+    /// root's (the defaults).
+    fn composite_attributes(&self, paths: &[ObjectPath]) -> NotificationAttributes {
         let defaults = self.default_periods();
-        let attrs = paths
+        paths
             .iter()
             .find(|p| {
                 self.observations
@@ -580,10 +590,7 @@ impl Client {
                     .any(|(w, _)| !w.is_root() && w.is_prefix_of(p))
             })
             .map(|p| self.observations.effective(*p, defaults))
-            .unwrap_or_else(|| self.observations.effective(ObjectPath::Root, defaults));
-        self.composite.retain(|(i, _)| *i != id);
-        self.composite.push((id, paths));
-        attrs
+            .unwrap_or_else(|| self.observations.effective(ObjectPath::Root, defaults))
     }
 
     /// Write-Attributes on `written` changed the attributes in force for
@@ -594,22 +601,12 @@ impl Client {
         now: rig_proto::time::Instant,
         written: &ObjectPath,
     ) {
-        let defaults = self.default_periods();
         let mut updates = Vec::new();
         for (id, paths) in &self.composite {
             if !paths.iter().any(|p| written.is_prefix_of(p)) {
                 continue;
             }
-            let attrs = paths
-                .iter()
-                .find(|p| {
-                    self.observations
-                        .written()
-                        .iter()
-                        .any(|(w, _)| !w.is_root() && w.is_prefix_of(p))
-                })
-                .map(|p| self.observations.effective(*p, defaults))
-                .unwrap_or_else(|| self.observations.effective(ObjectPath::Root, defaults));
+            let attrs = self.composite_attributes(paths);
             updates.push((*id, self.dm_observe_attributes(attrs)));
         }
         for (id, attrs) in updates {

@@ -290,3 +290,47 @@ pub(crate) async fn run(n: u16, time_scale: f64, extra: &[&str]) -> Result<(), C
     let mut cx = context_with(config, &ep, AgentDut::new(extra)).await;
     run_case(&id(n), &mut cx).await
 }
+
+/// Runs ETS case `n` at `time_scale` against a plain agent; it must pass.
+pub(crate) async fn passes(n: u16, time_scale: f64) {
+    if let Err(f) = run(n, time_scale, &[]).await {
+        panic!("int-{n}: {:?}: {}", f.verdict, f.message);
+    }
+}
+
+/// Runs `failing` (each must Fail with its text) and `passing` (each must
+/// pass) against an agent with `--deviate switch`, at `time_scale`.
+pub(crate) async fn caught(
+    switch: &str,
+    time_scale: f64,
+    failing: &[(u16, &str)],
+    passing: &[u16],
+) {
+    let args = ["--deviate", switch];
+    for (n, text) in failing {
+        match run(*n, time_scale, &args).await {
+            Ok(()) => panic!("--deviate {switch}: int-{n} passed; it must fail"),
+            Err(f) => {
+                assert_eq!(
+                    f.verdict,
+                    rig_report::events::Verdict::Fail,
+                    "--deviate {switch}, int-{n}: {}",
+                    f.message
+                );
+                assert!(
+                    f.message.contains(text),
+                    "--deviate {switch}, int-{n}: {:?} lacks {text:?}",
+                    f.message
+                );
+            }
+        }
+    }
+    for n in passing {
+        if let Err(f) = run(*n, time_scale, &args).await {
+            panic!(
+                "--deviate {switch}: int-{n} must still pass, got {:?}: {}",
+                f.verdict, f.message
+            );
+        }
+    }
+}

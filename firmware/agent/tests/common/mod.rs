@@ -5,6 +5,18 @@
 
 pub(crate) mod dut;
 
+/// `pass! { name => n, time_scale; ... }`: one test per ETS case, each
+/// running [`dut::passes`].
+#[allow(unused_macros)] // only the case-list test files use it
+macro_rules! pass {
+    ($($name:ident => $n:expr, $scale:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            common::dut::passes($n, $scale).await;
+        }
+    )*};
+}
+
 use std::ffi::OsStr;
 use std::process::Stdio;
 use std::time::Duration;

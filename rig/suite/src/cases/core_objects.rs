@@ -17,9 +17,7 @@
 
 use std::time::Duration;
 
-use rig_services::lwm2m::{
-    self, Code, ContentFormat, ObjectPath, ObservationId, Record, Response, ServerEvent, Value,
-};
+use rig_services::lwm2m::{self, Code, ContentFormat, ObjectPath, Record, ServerEvent, Value};
 use tokio::time::Instant;
 
 use crate::case::{
@@ -27,10 +25,10 @@ use crate::case::{
 };
 use crate::cases::device_management::{
     as_i64, check_values, decoded, discover, encode, expect, id_of, no_deviations, path, read,
-    value_at, wait_update_lt, write_attributes, write_value,
+    value_at, wait_update_lt, write_attributes, write_partial, write_value,
 };
 use crate::cases::reporting::{
-    check_intervals, collect, first_in_window, observe, secs, tolerance,
+    check_intervals, collect, first_in_window, observe, observe_composite, secs, tolerance,
 };
 use crate::start::{self, prompt_wait};
 
@@ -368,14 +366,7 @@ async fn int_651(cx: &mut CaseContext) -> CaseResult {
         Record::new(p15, text("Europe/Paris")),
     ];
     cx.step("partial update of /3/0: current time, UTC offset +02:00, timezone Europe/Paris");
-    let body = encode(ContentFormat::Tlv, &inst, &update)?;
-    expect(
-        "Write (partial update) /3/0 (11542)",
-        cx.server
-            .write_partial(&cx.endpoint, &inst, ContentFormat::Tlv, body)
-            .await,
-        Code::CHANGED,
-    )?;
+    write_partial(cx, &inst, ContentFormat::Tlv, &update, "").await?;
     let after = read_values(cx, "/3/0", None).await?;
     check_values(
         "read after the partial update of /3/0",
@@ -406,14 +397,14 @@ async fn int_651(cx: &mut CaseContext) -> CaseResult {
         .chain(std::iter::once(Record::new(p13, Value::Time(now_unix()))))
         .collect();
     cx.step("restoring /3/0/13-15");
-    let body = encode(ContentFormat::Tlv, &inst, &restore)?;
-    expect(
-        "Write (partial update) /3/0 restoring the values (11542)",
-        cx.server
-            .write_partial(&cx.endpoint, &inst, ContentFormat::Tlv, body)
-            .await,
-        Code::CHANGED,
-    )?;
+    write_partial(
+        cx,
+        &inst,
+        ContentFormat::Tlv,
+        &restore,
+        " restoring the values",
+    )
+    .await?;
     let last = read_values(cx, "/3/0", None).await?;
     let want: Vec<(ObjectPath, Value)> = restore
         .iter()
@@ -951,7 +942,6 @@ async fn int_230(cx: &mut CaseContext) -> CaseResult {
 
 async fn set_in_senml(cx: &mut CaseContext, format: ContentFormat) -> CaseResult {
     begin(cx, EtsConfig::C1, &[16]).await?;
-    let cf = format.as_u16();
     let inst = path("/1/0")?;
     let partial = vec![
         Record::new(path("/1/0/2")?, Value::Integer(101)),
@@ -959,14 +949,7 @@ async fn set_in_senml(cx: &mut CaseContext, format: ContentFormat) -> CaseResult
         Record::new(path("/1/0/6")?, Value::Boolean(true)),
     ];
     cx.step(format!("partial update of /1/0 in {format}"));
-    let body = encode(format, &inst, &partial)?;
-    expect(
-        &format!("Write (partial update) /1/0 ({cf})"),
-        cx.server
-            .write_partial(&cx.endpoint, &inst, format, body)
-            .await,
-        Code::CHANGED,
-    )?;
+    write_partial(cx, &inst, format, &partial, "").await?;
     let got = read_values(cx, "/1/0", None).await?;
     let want: Vec<(ObjectPath, Value)> =
         partial.iter().map(|r| (r.path, r.value.clone())).collect();
@@ -999,34 +982,6 @@ async fn int_234(cx: &mut CaseContext) -> CaseResult {
 }
 
 // ---- Observe-Composite (308-310) ----------------------------------------------
-
-async fn observe_composite(
-    cx: &CaseContext,
-    paths: &[&str],
-) -> Result<(ObservationId, Instant, Response), CaseFailure> {
-    let list: Vec<ObjectPath> = paths.iter().map(|p| path(p)).collect::<Result<_, _>>()?;
-    let what = format!("Observe-Composite {}", paths.join(", "));
-    cx.step(what.clone());
-    let r = expect(
-        &what,
-        cx.server
-            .observe_composite(
-                &cx.endpoint,
-                &list,
-                ContentFormat::SenmlCbor,
-                Some(ContentFormat::SenmlCbor),
-            )
-            .await,
-        Code::CONTENT,
-    )?;
-    let at = Instant::now();
-    match r.observation {
-        Some(o) => Ok((o, at, r)),
-        None => Err(CaseFailure::fail(format!(
-            "{what}: the 2.05 carried no Observe option, so no observation was established"
-        ))),
-    }
-}
 
 fn has_under(records: &[Record], p: &str) -> bool {
     path(p).is_ok_and(|p| records.iter().any(|r| p.is_prefix_of(&r.path)))

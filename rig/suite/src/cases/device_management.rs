@@ -380,6 +380,26 @@ pub(crate) fn check_values(
     }
 }
 
+/// Write (partial update) of `records` to `inst` in `format`, which must
+/// answer 2.04; `note` follows the path in the failure message (e.g.
+/// `" restoring the values"`).
+pub(crate) async fn write_partial(
+    cx: &CaseContext,
+    inst: &ObjectPath,
+    format: ContentFormat,
+    records: &[Record],
+    note: &str,
+) -> Result<Response, CaseFailure> {
+    let body = encode(format, inst, records)?;
+    expect(
+        &format!("Write (partial update) {inst}{note} ({})", format.as_u16()),
+        cx.server
+            .write_partial(&cx.endpoint, inst, format, body)
+            .await,
+        Code::CHANGED,
+    )
+}
+
 /// Encodes records for a request body with rig-proto's content formats.
 pub(crate) fn encode(
     format: ContentFormat,
@@ -636,14 +656,7 @@ async fn set_basic_info(cx: &mut CaseContext, format: ContentFormat) -> CaseResu
         Record::new(path("/1/0/7")?, Value::String("U".into())),
     ];
     cx.step(format!("partial update of /1/0 in {format}"));
-    let body = encode(format, &inst, &update)?;
-    expect(
-        &format!("Write (partial update) /1/0 ({})", format.as_u16()),
-        cx.server
-            .write_partial(&cx.endpoint, &inst, format, body)
-            .await,
-        Code::CHANGED,
-    )?;
+    write_partial(cx, &inst, format, &update, "").await?;
     let r = read(cx, "/1/0", None).await?;
     let mut want: Vec<(ObjectPath, Value)> =
         update.iter().map(|r| (r.path, r.value.clone())).collect();
@@ -792,14 +805,7 @@ async fn int_226(cx: &mut CaseContext) -> CaseResult {
         Record::new(path("/1/0/6")?, Value::Boolean(true)),
     ];
     cx.step("partial update of /1/0: lifetime 65, storing true");
-    let body = encode(ContentFormat::Tlv, &inst, &recs)?;
-    expect(
-        "Write (partial update) /1/0 (11542)",
-        cx.server
-            .write_partial(&cx.endpoint, &inst, ContentFormat::Tlv, body)
-            .await,
-        Code::CHANGED,
-    )?;
+    write_partial(cx, &inst, ContentFormat::Tlv, &recs, "").await?;
     wait_update_lt(cx, &mut events, 65, "the partial update").await?;
     let r = read(cx, "/1/0", None).await?;
     let want: Vec<(ObjectPath, Value)> = recs.iter().map(|r| (r.path, r.value.clone())).collect();

@@ -271,9 +271,16 @@ pub const MIN_REAL_PERIOD: Duration = Duration::from_millis(250);
 /// parameter: its case holds the scale itself, see [`report_scale`]).
 const fn max_time_scale(s: Scenario) -> Option<f64> {
     match s {
-        Scenario::Power(Some(i)) => Some(i as f64 * 1000.0 / MIN_REAL_PERIOD.as_millis() as f64),
+        Scenario::Power(Some(i)) => Some(period_max_scale(i)),
         _ => None,
     }
+}
+
+/// The largest time scale that keeps reports every `period_s` (at scale 1)
+/// at least [`MIN_REAL_PERIOD`] apart (never below 1).
+const fn period_max_scale(period_s: u32) -> f64 {
+    let m = period_s as f64 * 1000.0 / MIN_REAL_PERIOD.as_millis() as f64;
+    if m < 1.0 { 1.0 } else { m }
 }
 
 /// The time scale a scenario with reports every `period_s` (at scale 1)
@@ -281,7 +288,7 @@ const fn max_time_scale(s: Scenario) -> Option<f64> {
 /// than [`MIN_REAL_PERIOD`] of real time.
 fn report_scale(scale: f64, period_s: Option<u32>) -> f64 {
     match period_s {
-        Some(p) => scale.min((f64::from(p) / MIN_REAL_PERIOD.as_secs_f64()).max(1.0)),
+        Some(p) => scale.min(period_max_scale(p)),
         None => scale,
     }
 }

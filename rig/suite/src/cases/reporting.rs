@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use rig_bench::dut::DutAction;
 use rig_services::lwm2m::{
-    self, Code, ContentFormat, ObjectPath, ObservationId, Record, SendReport, ServerEvent, Value,
+    self, Code, ContentFormat, ObjectPath, ObservationId, Record, Response, SendReport,
+    ServerEvent, Value,
 };
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -144,15 +145,15 @@ pub(crate) fn cases() -> Vec<CaseDef> {
 
 const COMPOSITE: [&str; 3] = ["/1/0/1", "/3/0/11/0", "/3/0/16"];
 
-/// Observe-Composite of [`COMPOSITE`] in SenML CBOR; 2.05 with an
-/// established observation expected.
-async fn observe_composite(cx: &CaseContext) -> Result<(ObservationId, Instant), CaseFailure> {
-    let list: Vec<ObjectPath> = COMPOSITE
-        .iter()
-        .map(|p| path(p))
-        .collect::<Result<_, _>>()?;
-    cx.step(format!("Observe-Composite {}", COMPOSITE.join(", ")));
-    let what = format!("Observe-Composite {}", COMPOSITE.join(", "));
+/// Observe-Composite of `paths` in SenML CBOR; 2.05 with an established
+/// observation expected. Returns it, when the 2.05 came, and the 2.05.
+pub(crate) async fn observe_composite(
+    cx: &CaseContext,
+    paths: &[&str],
+) -> Result<(ObservationId, Instant, Response), CaseFailure> {
+    let list: Vec<ObjectPath> = paths.iter().map(|p| path(p)).collect::<Result<_, _>>()?;
+    let what = format!("Observe-Composite {}", paths.join(", "));
+    cx.step(what.clone());
     let r = expect(
         &what,
         cx.server
@@ -166,18 +167,19 @@ async fn observe_composite(cx: &CaseContext) -> Result<(ObservationId, Instant),
         Code::CONTENT,
     )?;
     let at = Instant::now();
-    r.observation.map(|o| (o, at)).ok_or_else(|| {
-        CaseFailure::fail(format!(
+    match r.observation {
+        Some(o) => Ok((o, at, r)),
+        None => Err(CaseFailure::fail(format!(
             "{what}: the 2.05 carried no Observe option, so no observation was established"
-        ))
-    })
+        ))),
+    }
 }
 
 /// 304: Observe-Composite.
 async fn int_304(cx: &mut CaseContext) -> CaseResult {
     write_attributes(cx, "/1/0/1", "pmin=30&pmax=45").await?;
     let mut events = cx.server.events();
-    let (o, t0) = observe_composite(cx).await?;
+    let (o, t0, _) = observe_composite(cx, &COMPOSITE).await?;
     let (recs, d) = first_in_window(cx, &mut events, o, t0).await?;
     for p in COMPOSITE {
         let want = path(p)?;
@@ -203,7 +205,7 @@ async fn int_304(cx: &mut CaseContext) -> CaseResult {
 async fn int_305(cx: &mut CaseContext) -> CaseResult {
     write_attributes(cx, "/1/0/1", "pmin=1&pmax=2").await?;
     let mut events = cx.server.events();
-    let (o, _) = observe_composite(cx).await?;
+    let (o, _, _) = observe_composite(cx, &COMPOSITE).await?;
     first_notification(cx, &mut events, o, "Observe-Composite").await?;
     let rejected_before = cx.server.rejected_notifications(&cx.endpoint).len();
     cx.step("cancelling the Observe-Composite with Observe=1");
