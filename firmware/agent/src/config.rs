@@ -47,6 +47,13 @@ pub struct AgentConfig {
     /// (webrtc-dtls, pure Rust; PSK and X.509 only).
     #[arg(long, value_name = "BACKEND", value_enum, default_value_t = DtlsBackend::Openssl)]
     pub dtls_backend: DtlsBackend,
+    /// The DTLS handshake's first retransmission timeout, in seconds
+    /// (openssl backend; doubles on each retry). RFC 6347's 1 s is below
+    /// the round trip of a slow link (NB-IoT: up to 2 s, plus the flight's
+    /// air time), where every flight would go twice; RFC 7925 §11 asks for
+    /// more on constrained networks. Not scaled by --time-scale.
+    #[arg(long, value_name = "S", default_value_t = 1.0, value_parser = parse_retransmit)]
+    pub dtls_retransmit_initial: f64,
     /// The endpoint client name sent as `ep=`.
     #[arg(long, value_name = "EP")]
     pub endpoint: String,
@@ -378,6 +385,16 @@ fn parse_scale(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+fn parse_retransmit(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !(v.is_finite() && (0.1..=60.0).contains(&v)) {
+        return Err(format!(
+            "the DTLS retransmission timeout must be 0.1 to 60 seconds, got `{s}`"
+        ));
+    }
+    Ok(v)
+}
+
 fn parse_binding(s: &str) -> Result<String, String> {
     if s == "U" || s == "UQ" {
         Ok(s.to_string())
@@ -469,7 +486,15 @@ impl AgentConfig {
                 }
             }
         };
-        Ok(Some(rig_dtls::ClientConfig::new(creds)))
+        let mut c = rig_dtls::ClientConfig::new(creds);
+        self.tune_dtls(&mut c);
+        Ok(Some(c))
+    }
+
+    /// Applies `--dtls-retransmit-initial` to a DTLS client configuration.
+    pub fn tune_dtls(&self, c: &mut rig_dtls::ClientConfig) {
+        c.tuning.retransmit_initial =
+            std::time::Duration::from_secs_f64(self.dtls_retransmit_initial);
     }
 
     /// The socket address of `--server2` (NoSec `coap://` only), if given.
@@ -568,6 +593,36 @@ mod tests {
         assert_eq!(c.binding, "U");
         assert_eq!(c.time_scale, 1.0);
         assert_eq!(c.server_addr().unwrap(), "127.0.0.1:5683".parse().unwrap());
+    }
+
+    #[test]
+    fn the_dtls_retransmission_timer_reaches_the_dtls_configuration() {
+        let psk = [
+            "--security",
+            "psk",
+            "--psk-identity",
+            "a",
+            "--psk-key-hex",
+            "00ff",
+        ];
+        let c = cfg(&psk).unwrap().dtls_config().unwrap().unwrap();
+        assert_eq!(
+            c.tuning.retransmit_initial,
+            std::time::Duration::from_secs(1)
+        );
+        let mut slow = psk.to_vec();
+        slow.extend(["--dtls-retransmit-initial", "5.75"]);
+        let c = cfg(&slow).unwrap().dtls_config().unwrap().unwrap();
+        assert_eq!(
+            c.tuning.retransmit_initial,
+            std::time::Duration::from_millis(5750)
+        );
+        for bad in ["0", "61", "nan", "x"] {
+            let e = cfg(&["--dtls-retransmit-initial", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--dtls-retransmit-initial"), "{bad}: {e}");
+        }
     }
 
     #[test]

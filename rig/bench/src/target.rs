@@ -259,6 +259,7 @@ pub const SCENARIO_ARGS: &[(&str, &str)] = &[
     ("mqtt_ca", "--ca"),
     ("report_every", "--report-every"),
     ("mqtt_keepalive", "--mqtt-keepalive"),
+    ("dtls_retransmit_initial", "--dtls-retransmit-initial"),
     ("test_string", "--test-string"),
     ("test_int", "--test-int"),
     ("test_float", "--test-float"),

@@ -72,6 +72,7 @@ pub(crate) async fn run(
             (true, _) => DtlsSetup::new(&server_cfg)?,
             (false, _) => match dtls_config(&account) {
                 Ok(Some(mut c)) => {
+                    cfg.tune_dtls(&mut c);
                     // `--server-name` names the server certificate when the
                     // account's URI holds an address (ETS int-2 on a bench).
                     if let (

@@ -135,6 +135,12 @@ impl PowerProfile {
         })
     }
 
+    /// How long the radio stays above its floor after its last activity:
+    /// the tail's stages end to end (s).
+    pub fn tail_s(&self) -> f64 {
+        self.tail.iter().map(|&(s, _)| s).sum()
+    }
+
     /// The air time of a frame (s).
     pub fn air_time_s(&self, bytes: usize, direction: Direction) -> f64 {
         let rate = match direction {
