@@ -48,7 +48,7 @@ pub struct AgentConfig {
     #[arg(long, value_name = "BACKEND", value_enum, default_value_t = DtlsBackend::Openssl)]
     pub dtls_backend: DtlsBackend,
     /// The DTLS handshake's first retransmission timeout, in seconds
-    /// (openssl backend; doubles on each retry). RFC 6347's 1 s is below
+    /// (openssl: doubles on each retry; webrtc: its fixed flight interval). RFC 6347's 1 s is below
     /// the round trip of a slow link (NB-IoT: up to 2 s, plus the flight's
     /// air time), where every flight would go twice; RFC 7925 §11 asks for
     /// more on constrained networks. Not scaled by --time-scale.

@@ -105,6 +105,9 @@ pub struct WebrtcClientConfig {
     credentials: Credentials,
     /// Deadline for one handshake (default [`HANDSHAKE_TIMEOUT`]).
     pub handshake_timeout: Duration,
+    /// How long a flight waits for its answer before it is sent again
+    /// (`--dtls-retransmit-initial`; webrtc-dtls keeps it fixed, not doubling).
+    pub flight_interval: Duration,
 }
 
 impl std::fmt::Debug for WebrtcClientConfig {
@@ -113,6 +116,7 @@ impl std::fmt::Debug for WebrtcClientConfig {
         f.debug_struct("WebrtcClientConfig")
             .field("suite", &self.suite())
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("flight_interval", &self.flight_interval)
             .finish()
     }
 }
@@ -194,6 +198,7 @@ impl WebrtcClientConfig {
         Ok(Some(WebrtcClientConfig {
             credentials,
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            flight_interval: Duration::from_secs_f64(cfg.dtls_retransmit_initial),
         }))
     }
 
@@ -213,6 +218,7 @@ impl WebrtcClientConfig {
                 psk_identity_hint: Some(identity),
                 cipher_suites: vec![CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8],
                 extended_master_secret: ExtendedMasterSecretType::Request,
+                flight_interval: self.flight_interval,
                 ..Config::default()
             },
             Credentials::Certificate {
@@ -225,6 +231,7 @@ impl WebrtcClientConfig {
                 roots_cas: roots,
                 server_name,
                 extended_master_secret: ExtendedMasterSecretType::Request,
+                flight_interval: self.flight_interval,
                 ..Config::default()
             },
         }
@@ -417,6 +424,23 @@ mod tests {
         .unwrap();
         assert_eq!(p.suite(), "TLS_PSK_WITH_AES_128_CCM_8");
         assert!(!format!("{p:?}").contains("0011"));
+        assert_eq!(p.dtls_config().flight_interval, Duration::from_secs(1));
+        let slow = WebrtcClientConfig::new(&cfg(&[
+            "--security",
+            "psk",
+            "--psk-identity",
+            "id",
+            "--psk-key-hex",
+            "0011",
+            "--dtls-retransmit-initial",
+            "5.75",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            slow.dtls_config().flight_interval,
+            Duration::from_millis(5750)
+        );
         let x = WebrtcClientConfig::new(&cfg(&[
             "--security",
             "x509",
