@@ -410,33 +410,23 @@ mod tests {
         assert!(e.contains("rpk") && e.contains("raw public keys"), "{e}");
     }
 
+    const PSK: [&str; 6] = [
+        "--security",
+        "psk",
+        "--psk-identity",
+        "id",
+        "--psk-key-hex",
+        "0011",
+    ];
+
     #[test]
     fn psk_and_x509_configurations_load_with_the_mandatory_suites() {
-        let p = WebrtcClientConfig::new(&cfg(&[
-            "--security",
-            "psk",
-            "--psk-identity",
-            "id",
-            "--psk-key-hex",
-            "0011",
-        ]))
-        .unwrap()
-        .unwrap();
+        let p = WebrtcClientConfig::new(&cfg(&PSK)).unwrap().unwrap();
         assert_eq!(p.suite(), "TLS_PSK_WITH_AES_128_CCM_8");
         assert!(!format!("{p:?}").contains("0011"));
         assert_eq!(p.dtls_config().flight_interval, Duration::from_secs(1));
-        let slow = WebrtcClientConfig::new(&cfg(&[
-            "--security",
-            "psk",
-            "--psk-identity",
-            "id",
-            "--psk-key-hex",
-            "0011",
-            "--dtls-retransmit-initial",
-            "5.75",
-        ]))
-        .unwrap()
-        .unwrap();
+        let slow = [&PSK[..], &["--dtls-retransmit-initial", "5.75"]].concat();
+        let slow = WebrtcClientConfig::new(&cfg(&slow)).unwrap().unwrap();
         assert_eq!(
             slow.dtls_config().flight_interval,
             Duration::from_millis(5750)

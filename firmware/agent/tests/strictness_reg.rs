@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::dut::{AgentDut, context, id, run_case};
+use common::dut::{AgentDut, assert_failed, context, id, run_case};
 use rig_report::events::Verdict;
 use rig_suite::case::{CaseContext, CaseFailure};
 
@@ -31,20 +31,7 @@ async fn run(n: &str, deviate: &[&str]) -> (Result<(), CaseFailure>, CaseContext
 /// `text`), and each of `passing` passes.
 async fn assert_caught(switch: &str, failing: &str, text: &str, passing: &[&str]) {
     let (r, _) = run(failing, &[switch]).await;
-    let Err(f) = r else {
-        panic!("--deviate {switch}: int-{failing} passed");
-    };
-    assert_eq!(
-        f.verdict,
-        Verdict::Fail,
-        "--deviate {switch}, int-{failing}: {}",
-        f.message
-    );
-    assert!(
-        f.message.contains(text),
-        "--deviate {switch}, int-{failing}: {:?} lacks {text:?}",
-        f.message
-    );
+    assert_failed(switch, failing, r, text);
     for n in passing {
         let (r, _) = run(n, &[switch]).await;
         if let Err(f) = r {

@@ -298,6 +298,30 @@ pub(crate) async fn passes(n: u16, time_scale: f64) {
     }
 }
 
+/// `r`, case int-`n`'s outcome with `--deviate switch`, must be a Fail
+/// whose message contains `text`.
+pub(crate) fn assert_failed(
+    switch: &str,
+    n: impl std::fmt::Display,
+    r: Result<(), CaseFailure>,
+    text: &str,
+) {
+    let Err(f) = r else {
+        panic!("--deviate {switch}: int-{n} passed; it must fail");
+    };
+    assert_eq!(
+        f.verdict,
+        rig_report::events::Verdict::Fail,
+        "--deviate {switch}, int-{n}: {}",
+        f.message
+    );
+    assert!(
+        f.message.contains(text),
+        "--deviate {switch}, int-{n}: {:?} lacks {text:?}",
+        f.message
+    );
+}
+
 /// Runs `failing` (each must Fail with its text) and `passing` (each must
 /// pass) against an agent with `--deviate switch`, at `time_scale`.
 pub(crate) async fn caught(
@@ -308,22 +332,7 @@ pub(crate) async fn caught(
 ) {
     let args = ["--deviate", switch];
     for (n, text) in failing {
-        match run(*n, time_scale, &args).await {
-            Ok(()) => panic!("--deviate {switch}: int-{n} passed; it must fail"),
-            Err(f) => {
-                assert_eq!(
-                    f.verdict,
-                    rig_report::events::Verdict::Fail,
-                    "--deviate {switch}, int-{n}: {}",
-                    f.message
-                );
-                assert!(
-                    f.message.contains(text),
-                    "--deviate {switch}, int-{n}: {:?} lacks {text:?}",
-                    f.message
-                );
-            }
-        }
+        assert_failed(switch, n, run(*n, time_scale, &args).await, text);
     }
     for n in passing {
         if let Err(f) = run(*n, time_scale, &args).await {

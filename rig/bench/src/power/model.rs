@@ -268,8 +268,7 @@ impl PowerModel {
     /// live model fed for hours stays small. Only queries of times at or
     /// after `t` keep their exact values.
     pub fn forget_before(&mut self, t: Duration) {
-        let tail: f64 = self.profile.tail.iter().map(|(d, _)| d).sum();
-        let cutoff = t.as_secs_f64() - tail;
+        let cutoff = t.as_secs_f64() - self.profile.tail_s();
         let before = self.active.len();
         self.active.retain(|&(_, end, _)| end >= cutoff);
         if self.active.len() != before {
